@@ -25,7 +25,14 @@ def command(name: str, configure: Callable[[argparse.ArgumentParser], None]) -> 
     return register
 
 
+COMMAND_MODULES = ("empq.hub.cli",)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
     parser = argparse.ArgumentParser(prog="empq", description="EmProps Job Queue: hub, worker and tools.")
     parser.add_argument("--version", action="version", version=f"empq {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

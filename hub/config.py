@@ -1,0 +1,56 @@
+"""Hub settings: defaults, ``EMPQ_*`` environment variables, command-line flags (flags win)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class HubConfig:
+    host: str = "127.0.0.1"
+    ws_port: int = 3002
+    redis_url: str | None = None  # None: start an embedded redis-server
+    data_dir: Path = field(default_factory=lambda: Path(".empq"))
+    key_prefix: str = "{empq}"  # one hash tag: every key in one Redis Cluster slot
+    hub_id: str = ""  # default: generated at start
+    server_version: str = "1.0.0"
+    max_message_size: int = 10 * 1024 * 1024
+    chunk_threshold: int = 1024 * 1024
+    claim_timeout_ms: int = 30_000
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 300.0
+    default_max_retries: int = 3
+    heartbeat_interval_ms: int = 20_000
+    notify_fanout: int = 2  # idle workers sent job_available per submitted job
+    sweep_interval_ms: int = 200  # claim/run deadlines and retry promotion
+    log_level: str = "info"
+
+    ENV_PREFIX = "EMPQ_"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> HubConfig:
+        """Defaults ← ``EMPQ_<FIELD>`` variables ← non-None ``overrides`` (e.g. parsed flags)."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(cls.ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"])
+        return cls(**values)
+
+
+def _convert(kind: Any, raw: str) -> Any:
+    text = str(kind)
+    if text.startswith("int"):
+        return int(raw)
+    if text.startswith("float"):
+        return float(raw)
+    if text.startswith("bool"):
+        return raw.lower() in ("1", "true", "yes", "on")
+    return raw

@@ -1,0 +1,53 @@
+-- Timers kept in Redis (so any hub can fire them): claims not accepted in time go back to their
+-- queue at their original place; retries whose delay has passed become claimable (same score);
+-- jobs running past their time limit end in 'timeout'.
+-- Also trims the completion and failure logs to the last hour.
+-- KEYS: 1 claim deadlines, 2 run deadlines, 3 delayed, 4 counts, 5 completions log, 6 failures log
+-- ARGV: 1 now ms, 2 key prefix, 3 limit per timer kind
+-- Returns: flat records of 9: kind ('claim'|'retry'|'timeout'), job id, worker id,
+--          origin, client_id, customer_id, job_type, priority, class
+local now, prefix, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local out = {}
+local function emit(kind, id, worker, job)
+  local r = redis.call('HMGET', job, 'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class')
+  table.insert(out, kind); table.insert(out, id); table.insert(out, worker)
+  for k = 1, 6 do table.insert(out, r[k] or '') end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', KEYS[1], id)
+  local job = prefix .. ':job:' .. id
+  local s = redis.call('HMGET', job, 'status', 'worker_id', 'score', 'class')
+  if s[1] == 'assigned' then
+    redis.call('HSET', job, 'status', 'queued', 'worker_id', '')
+    redis.call('ZADD', prefix .. ':q:' .. s[4], s[3], id)
+    redis.call('SREM', prefix .. ':wjobs:' .. s[2], id)
+    redis.call('HINCRBY', KEYS[4], 'assigned', -1)
+    redis.call('HINCRBY', KEYS[4], 'queued', 1)
+    emit('claim', id, s[2], job)
+  end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', KEYS[3], id)
+  local job = prefix .. ':job:' .. id
+  local s = redis.call('HMGET', job, 'status', 'score', 'class')
+  if s[1] == 'queued' then
+    redis.call('ZADD', prefix .. ':q:' .. s[3], s[2], id)
+    redis.call('HDEL', job, 'retry_at')
+    emit('retry', id, '', job)
+  end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', KEYS[2], id)
+  local job = prefix .. ':job:' .. id
+  local s = redis.call('HMGET', job, 'status', 'worker_id')
+  if s[1] == 'accepted' or s[1] == 'in_progress' then
+    redis.call('HSET', job, 'status', 'timeout', 'completed_at', now, 'error', 'job exceeded its time limit')
+    redis.call('SREM', prefix .. ':wjobs:' .. s[2], id)
+    redis.call('HINCRBY', KEYS[4], s[1], -1)
+    redis.call('HINCRBY', KEYS[4], 'timeout', 1)
+    emit('timeout', id, s[2], job)
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(now) - 3600000)
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', tonumber(now) - 3600000)
+return out

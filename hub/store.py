@@ -1,0 +1,352 @@
+"""The job store: every job state change is one Lua script on Redis (see hub/README.md).
+
+Methods return plain data; they raise ``StoreError(code)`` when a script refuses (unknown job,
+not the holder, wrong state).  Calls go through ``RedisBatch`` so concurrent calls share round
+trips.  The class registry (job classes and their queues) is cached here and refreshed when the
+claim script reports a newer version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from empq.hub.matching import JobClass, can_run
+from empq.hub.redis_batch import RedisBatch
+
+SCRIPTS = (
+    "submit",
+    "claim",
+    "accept",
+    "progress",
+    "complete",
+    "fail",
+    "cancel",
+    "sweep",
+    "status",
+    "release",
+)
+
+
+class StoreError(Exception):
+    def __init__(self, code: str, status: str = "") -> None:
+        super().__init__(code, status)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Who hears about a job: its submitter's connection, and what notification filters see."""
+
+    origin: str
+    client_id: str
+    customer_id: str | None
+    job_type: str
+    priority: int
+    class_id: str
+
+    @classmethod
+    def of(cls, values: list[Any]) -> Routing:
+        origin, client_id, customer_id, job_type, priority, class_id = values
+        return cls(origin, client_id, customer_id or None, job_type, int(priority or 0), class_id)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job_id: str
+    job_type: str
+    priority: int
+    payload: dict[str, Any]
+    requirements: dict[str, Any] | None
+    customer_id: str | None
+    retry_count: int
+    max_retries: int
+    routing: Routing
+
+
+@dataclass(frozen=True)
+class Transition:
+    previous: str
+    routing: Routing
+    extra: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class TimerEvent:
+    kind: str  # 'claim' (claim timed out, requeued) | 'retry' (claimable again) | 'timeout'
+    job_id: str
+    worker_id: str
+    routing: Routing
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class JobStore:
+    def __init__(self, batch: RedisBatch, prefix: str) -> None:
+        self.batch = batch
+        self.p = prefix
+        self.classes: dict[str, JobClass] = {}
+        self.classes_version = -1
+
+    # keys -------------------------------------------------------------------------------
+    def job_key(self, job_id: str) -> str:
+        return f"{self.p}:job:{job_id}"
+
+    def queue_key(self, class_id: str) -> str:
+        return f"{self.p}:q:{class_id}"
+
+    def worker_jobs_key(self, worker_id: str) -> str:
+        return f"{self.p}:wjobs:{worker_id}"
+
+    def key(self, name: str) -> str:
+        return f"{self.p}:{name}"
+
+    # job lifecycle ------------------------------------------------------------------------
+    async def submit(self, job_id: str, job_class: JobClass, priority: int, fields: dict[str, Any]) -> int:
+        """Queue a job; returns its 1-based position."""
+        self.classes.setdefault(job_class.id, job_class)
+        flat: list[Any] = []
+        for name, value in fields.items():
+            if value is not None:
+                flat += (name, value)
+        k = self.key
+        seq, position, _version = await self.batch.script(
+            "submit",
+            [
+                self.job_key(job_id),
+                self.queue_key(job_class.id),
+                k("classes"),
+                k("classes:version"),
+                k("seq"),
+                k("counts"),
+            ],
+            [job_class.id, job_class.to_json(), priority, self.p, job_id, *flat],
+        )
+        return int(position)
+
+    async def claim(
+        self,
+        worker_id: str,
+        capabilities: dict[str, Any],
+        max_jobs: int,
+        claim_timeout_ms: int,
+        preferred_types: list[str] | None,
+    ) -> list[ClaimedJob]:
+        for attempt in range(2):
+            eligible = [c for c in self.classes.values() if can_run(capabilities, c)]
+            preferred = set(preferred_types or ())
+            allowed = capabilities.get("allowed_customers")
+            k = self.key
+            reply = await self.batch.script(
+                "claim",
+                [k("claims"), k("counts"), self.worker_jobs_key(worker_id), k("classes:version")]
+                + [self.queue_key(c.id) for c in eligible],
+                [
+                    worker_id,
+                    now_ms(),
+                    claim_timeout_ms,
+                    max_jobs,
+                    self.p,
+                    orjson.dumps(allowed).decode() if allowed is not None else "",
+                    *(1 if c.job_type in preferred else 0 for c in eligible),
+                ],
+            )
+            version, count = int(reply[0]), int(reply[1])
+            if version != self.classes_version:
+                await self.refresh_classes()
+                if count == 0 and attempt == 0:
+                    continue  # classes we did not know about may hold jobs for this worker
+            return [self._claimed(reply[2 + i * 11 : 13 + i * 11]) for i in range(count)]
+        return []
+
+    @staticmethod
+    def _claimed(f: list[Any]) -> ClaimedJob:
+        (
+            job_id,
+            job_type,
+            priority,
+            payload,
+            requirements,
+            customer,
+            retries,
+            max_retries,
+            origin,
+            client,
+            cls,
+        ) = f
+        return ClaimedJob(
+            job_id=job_id,
+            job_type=job_type,
+            priority=int(priority),
+            payload=orjson.loads(payload),
+            requirements=orjson.loads(requirements) if requirements else None,
+            customer_id=customer or None,
+            retry_count=int(retries or 0),
+            max_retries=int(max_retries or 0),
+            routing=Routing(origin, client, customer or None, job_type, int(priority), cls),
+        )
+
+    async def refresh_classes(self) -> None:
+        version, defs = await asyncio.gather(
+            self.batch.command("GET", self.key("classes:version")),
+            self.batch.command("HGETALL", self.key("classes")),
+        )
+        self.classes = {cid: JobClass.from_json(raw) for cid, raw in defs.items()}
+        self.classes_version = int(version or 0)
+
+    async def accept(self, worker_id: str, job_id: str) -> Transition:
+        k = self.key
+        r = await self.batch.script(
+            "accept",
+            [self.job_key(job_id), k("claims"), k("runs"), k("counts")],
+            [worker_id, now_ms(), job_id],
+        )
+        return self._transition(r, 2)
+
+    async def progress(
+        self, worker_id: str, job_id: str, progress: float, fields: dict[str, Any]
+    ) -> Transition:
+        flat: list[Any] = []
+        for name, value in fields.items():
+            if value is not None:
+                flat += (name, value)
+        k = self.key
+        r = await self.batch.script(
+            "progress",
+            [self.job_key(job_id), k("claims"), k("counts")],
+            [worker_id, now_ms(), job_id, progress, *flat],
+        )
+        return self._transition(r, 2)
+
+    async def complete(
+        self, worker_id: str, job_id: str, result: bytes, processing_time: float | None
+    ) -> Transition:
+        k = self.key
+        r = await self.batch.script(
+            "complete",
+            [
+                self.job_key(job_id),
+                k("claims"),
+                k("runs"),
+                k("counts"),
+                self.worker_jobs_key(worker_id),
+                k("ptime"),
+                k("done"),
+            ],
+            [worker_id, now_ms(), job_id, result, "" if processing_time is None else processing_time],
+        )
+        return self._transition(r, 3, extra=(float(r[2]),) if r[0] == "OK" else ())
+
+    async def fail(
+        self,
+        worker_id: str,
+        job_id: str,
+        error: str,
+        retry: bool,
+        base_ms: int,
+        cap_ms: int,
+        details: bytes | None,
+    ) -> Transition:
+        """extra = (outcome 'retry'|'failed', delay ms, retry_count)."""
+        k = self.key
+        r = await self.batch.script(
+            "fail",
+            [
+                self.job_key(job_id),
+                k("claims"),
+                k("runs"),
+                k("counts"),
+                self.worker_jobs_key(worker_id),
+                k("delayed"),
+                k("failures"),
+            ],
+            [worker_id, now_ms(), job_id, error, 1 if retry else 0, base_ms, cap_ms, details or ""],
+        )
+        if r[0] != "OK":
+            raise StoreError(r[1], r[2])
+        return Transition(r[1], Routing.of(r[5:11]), (r[2], int(r[3]), int(r[4])))
+
+    async def cancel(self, job_id: str, reason: str) -> Transition:
+        """extra = (worker id that held it, or '')."""
+        k = self.key
+        r = await self.batch.script(
+            "cancel",
+            [self.job_key(job_id), k("claims"), k("runs"), k("counts"), k("delayed")],
+            [now_ms(), job_id, self.p, reason],
+        )
+        if r[0] != "OK":
+            raise StoreError(r[1], r[2])
+        return Transition(r[1], Routing.of(r[3:9]), (r[2],))
+
+    @staticmethod
+    def _transition(r: list[Any], start: int, extra: tuple[Any, ...] = ()) -> Transition:
+        if r[0] != "OK":
+            raise StoreError(r[1], r[2])
+        return Transition(r[1], Routing.of(r[start : start + 6]), extra)
+
+    # reads ------------------------------------------------------------------------------
+    async def status(self, job_id: str) -> dict[str, str] | None:
+        """The job hash (strings), with ``__position`` (0 unless waiting in a queue); None if unknown."""
+        r = await self.batch.script("status", [self.job_key(job_id), self.key("classes")], [self.p, job_id])
+        return dict(_pairs(r)) if r else None
+
+    async def fields(self, job_id: str, *names: str) -> list[str | None]:
+        return list(await self.batch.command("HMGET", self.job_key(job_id), *names))
+
+    async def mean_processing_time(self) -> float | None:
+        total, count = await self.batch.command("HMGET", self.key("ptime"), "sum", "count")
+        return float(total) / int(count) if count and int(count) > 0 else None
+
+    async def counts(self) -> dict[str, int]:
+        return {name: int(v) for name, v in (await self.batch.command("HGETALL", self.key("counts"))).items()}
+
+    # timers ------------------------------------------------------------------------------
+    async def sweep(self, limit: int = 500) -> list[TimerEvent]:
+        k = self.key
+        r = await self.batch.script(
+            "sweep",
+            [k("claims"), k("runs"), k("delayed"), k("counts"), k("done"), k("failures")],
+            [now_ms(), self.p, limit],
+        )
+        return _timer_events(r)
+
+    async def release_worker(self, worker_id: str, count_retry: bool) -> list[TimerEvent]:
+        """Hand back a worker's jobs. Events: kind 'queued' or 'failed'; worker_id = previous status."""
+        k = self.key
+        r = await self.batch.script(
+            "release",
+            [self.worker_jobs_key(worker_id), k("claims"), k("runs"), k("counts"), k("failures")],
+            [worker_id, now_ms(), self.p, 1 if count_retry else 0],
+        )
+        return _timer_events(r)
+
+    async def worker_jobs(self, worker_id: str) -> list[str]:
+        return sorted(await self.batch.command("SMEMBERS", self.worker_jobs_key(worker_id)))
+
+    async def throughput(self) -> dict[str, int]:
+        now = now_ms()
+        done, failures = self.key("done"), self.key("failures")
+        minute, hour, failed = await asyncio.gather(
+            self.batch.command("ZCOUNT", done, now - 60_000, "+inf"),
+            self.batch.command("ZCOUNT", done, now - 3_600_000, "+inf"),
+            self.batch.command("ZCOUNT", failures, now - 3_600_000, "+inf"),
+        )
+        return {
+            "completed_last_minute": int(minute),
+            "completed_last_hour": int(hour),
+            "failed_last_hour": int(failed),
+        }
+
+
+def _timer_events(r: list[Any]) -> list[TimerEvent]:
+    return [TimerEvent(r[i], r[i + 1], r[i + 2], Routing.of(r[i + 3 : i + 9])) for i in range(0, len(r), 9)]
+
+
+def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
+    return list(zip(flat[0::2], flat[1::2], strict=True))
