@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 
 from empq.hub.config import HubConfig
 
@@ -31,6 +32,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", help="debug, info, warning (EMPQ_LOG_LEVEL, default info)")
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (faster sockets and callbacks), else asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 @command("hub", configure)
 def run(args: argparse.Namespace) -> int:
     """Run the hub: WebSocket endpoint (default 127.0.0.1:3002), state in Redis.
@@ -53,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(run_hub(config))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run_hub(config))
     except RuntimeError as exc:
         print(f"empq hub: {exc}", file=sys.stderr)
         return 1

@@ -43,10 +43,10 @@ from empq.generated.messages.worker_heartbeat_ack import WorkerHeartbeatAck
 from empq.generated.messages.worker_registered import WorkerRegistered
 from empq.hub.config import HubConfig
 from empq.hub.matching import JobClass, can_run, customer_allowed
+from empq.hub.resp import RedisReplyError
 from empq.hub.session import Accepted, Refused, Role, Session, error
 from empq.hub.store import JobStore, Routing, StoreError, TimerEvent
 from pydantic import BaseModel
-from redis.exceptions import RedisError
 
 from empq import protocol
 
@@ -186,7 +186,7 @@ class HubCore:
                 {"job_id": message.job_id, "status": exc.status} if exc.status else {"job_id": message.job_id}
             )
             self.reply(session, accepted, error(exc.code, text, accepted.request_id, details))
-        except (RedisError, OSError) as exc:
+        except (RedisReplyError, OSError) as exc:
             log.warning("storage error on %s: %s", message.type, exc)
             self.reply(
                 session,
@@ -212,7 +212,7 @@ class HubCore:
             for event in await self.store.sweep():
                 self._timer_event(event)
             self.mean_processing_time = await self.store.mean_processing_time()
-        except (RedisError, OSError) as exc:
+        except (RedisReplyError, OSError) as exc:
             log.warning("sweep failed: %s", exc)
         now = now_ms()
         for conn_id, sub in list(self.stats_subs.items()):
@@ -220,7 +220,7 @@ class HubCore:
                 sub.next_at = now + sub.interval_ms
                 try:
                     stats = await self.stats(sub.sections)
-                except (RedisError, OSError):
+                except (RedisReplyError, OSError):
                     continue
                 self.send(conn_id, protocol.make(StatsUpdate, stats=stats, next_broadcast=sub.next_at))
         for conn_id, streams in list(self.chunks.items()):

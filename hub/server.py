@@ -1,89 +1,94 @@
 """The hub's I/O: a websockets server around ``HubCore``, a timer task, Redis connection.
 
 Nothing here knows the protocol: frames go to the core, bytes come back through the outbox.
-Each connection's frames are handled in order; what the core sends is queued per connection
-and written by one writer task per busy connection, so a slow peer never blocks the others
-(past ``MAX_QUEUED_FRAMES`` it is disconnected).
+Each connection's frames are handled in order; what the core sends is written per tick (see
+``WebSocketOutbox``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import signal
 from typing import Any
 
-import redis.asyncio as aioredis
 from empq.generated.messages.server_disconnect import ServerDisconnect
 from empq.hub.config import HubConfig
 from empq.hub.core import HubCore, now_ms
 from empq.hub.embedded_redis import EmbeddedRedis
 from empq.hub.redis_batch import RedisBatch
+from empq.hub.resp import RedisConnectionError, RespClient
 from empq.hub.store import SCRIPTS, JobStore
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from empq import protocol
 
 log = logging.getLogger("empq.hub")
 
-MAX_QUEUED_FRAMES = 100_000
+MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 
 
 class WebSocketOutbox:
+    """Frames the core sends, written once per event-loop tick per connection.
+
+    Frames queued during a tick are encoded by the connection's sans-I/O protocol and written
+    with one ``transport.write``: one syscall per connection per tick instead of one per frame.
+    Writes never wait: a peer that stops reading while its buffer passes ``MAX_BUFFERED_BYTES``
+    is disconnected, so it cannot stall the others.
+    """
+
     def __init__(self) -> None:
         self.conns: dict[str, ServerConnection] = {}
-        self.queues: dict[str, collections.deque[bytes]] = {}
-        self.writers: dict[str, asyncio.Task[None]] = {}
+        self.pending: dict[str, list[bytes]] = {}
+        self._scheduled = False
 
     def attach(self, conn_id: str, ws: ServerConnection) -> None:
         self.conns[conn_id] = ws
-        self.queues[conn_id] = collections.deque()
 
     def detach(self, conn_id: str) -> None:
         self.conns.pop(conn_id, None)
-        self.queues.pop(conn_id, None)
-        writer = self.writers.pop(conn_id, None)
-        if writer is not None:
-            writer.cancel()
+        self.pending.pop(conn_id, None)
 
     def send(self, conn_id: str, data: bytes) -> None:
-        queue = self.queues.get(conn_id)
-        if queue is None:
+        if conn_id not in self.conns:
             return
-        queue.append(data)
-        if len(queue) > MAX_QUEUED_FRAMES:
-            log.warning("%s is not reading; disconnecting it", conn_id)
-            queue.clear()
-            self.close(conn_id, 1008, "too slow")
-            return
-        if conn_id not in self.writers:
-            self.writers[conn_id] = asyncio.get_running_loop().create_task(self._write(conn_id))
+        frames = self.pending.get(conn_id)
+        if frames is None:
+            self.pending[conn_id] = [data]
+        else:
+            frames.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
 
-    async def _write(self, conn_id: str) -> None:
-        ws, queue = self.conns[conn_id], self.queues[conn_id]
-        try:
-            while queue:
-                await ws.send(queue.popleft(), text=True)
-        except ConnectionClosed:
-            pass
-        finally:
-            if self.writers.get(conn_id) is asyncio.current_task():
-                del self.writers[conn_id]
+    def flush(self) -> None:
+        self._scheduled = False
+        pending, self.pending = self.pending, {}
+        for conn_id, frames in pending.items():
+            ws = self.conns.get(conn_id)
+            if ws is None or ws.protocol.state is not State.OPEN:
+                continue
+            for frame in frames:
+                ws.protocol.send_text(frame)
+            chunks = ws.protocol.data_to_send()
+            if all(chunks):
+                ws.transport.write(b"".join(chunks))
+            else:  # an end-of-stream marker: let websockets handle it
+                for chunk in chunks:
+                    if chunk:
+                        ws.transport.write(chunk)
+            if ws.transport.get_write_buffer_size() > MAX_BUFFERED_BYTES:
+                log.warning("%s is not reading; disconnecting it", conn_id)
+                ws.transport.abort()
 
     def close(self, conn_id: str, code: int, reason: str) -> None:
         ws = self.conns.get(conn_id)
         if ws is not None:
-            asyncio.get_running_loop().create_task(self._close_after_writes(conn_id, ws, code, reason))
-
-    async def _close_after_writes(self, conn_id: str, ws: ServerConnection, code: int, reason: str) -> None:
-        writer = self.writers.get(conn_id)
-        if writer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(writer), 5)
-        await ws.close(code, reason)
+            self.flush()
+            asyncio.get_running_loop().create_task(ws.close(code, reason))
 
 
 class HubServer:
@@ -92,7 +97,7 @@ class HubServer:
     def __init__(self, config: HubConfig) -> None:
         self.config = config
         self.embedded: EmbeddedRedis | None = None
-        self.redis: aioredis.Redis | None = None
+        self.redis: RespClient | None = None
         self.core: HubCore | None = None
         self.outbox = WebSocketOutbox()
         self.server: Server | None = None
@@ -111,16 +116,16 @@ class HubServer:
         if not url:
             self.embedded = EmbeddedRedis(self.config.data_dir)
             url = await asyncio.to_thread(self.embedded.start)
-        self.redis = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+        self.redis = RespClient(url)
         try:
-            info = await self.redis.info("server")
-        except (OSError, aioredis.RedisError) as exc:
+            info = await self.redis.execute("INFO", "server")
+        except (OSError, RedisConnectionError) as exc:
             raise RuntimeError(f"cannot reach Redis at {url}: {exc}") from exc
-        kind = (
-            f"embedded redis-server {info['redis_version']}, data in {self.embedded.data_dir}"
-            if self.embedded
-            else (f"redis-server {info['redis_version']}")
+        version = next(
+            (line.split(":", 1)[1] for line in info.splitlines() if line.startswith("redis_version:")), "?"
         )
+        where = f", data in {self.embedded.data_dir}" if self.embedded else ""
+        kind = f"{'embedded ' if self.embedded else ''}redis-server {version}{where}"
         self.redis_description = f"{url} ({kind})"
         batch = RedisBatch(self.redis, SCRIPTS)
         await batch.load_scripts()
@@ -188,16 +193,14 @@ class HubServer:
             )
             for conn_id in list(self.outbox.conns):
                 self.outbox.send(conn_id, message)
-            writers = list(self.outbox.writers.values())
-            if writers:
-                await asyncio.wait(writers, timeout=2)
+            self.outbox.flush()
             self.server.close(close_connections=True)
             await self.server.wait_closed()
         await self.aclose_redis()
 
     async def aclose_redis(self) -> None:
         if self.redis is not None:
-            await self.redis.aclose()
+            await self.redis.close()
             self.redis = None
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
@@ -222,6 +225,8 @@ async def run_hub(config: HubConfig, ready: Any = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("shutting down")
-    await server.stop()
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await server.stop()

@@ -197,7 +197,7 @@ class JobStore:
             self.batch.command("GET", self.key("classes:version")),
             self.batch.command("HGETALL", self.key("classes")),
         )
-        self.classes = {cid: JobClass.from_json(raw) for cid, raw in defs.items()}
+        self.classes = {cid: JobClass.from_json(raw) for cid, raw in _pairs(defs)}
         self.classes_version = int(version or 0)
 
     async def accept(self, worker_id: str, job_id: str) -> Transition:
@@ -304,7 +304,7 @@ class JobStore:
         return float(total) / int(count) if count and int(count) > 0 else None
 
     async def counts(self) -> dict[str, int]:
-        return {name: int(v) for name, v in (await self.batch.command("HGETALL", self.key("counts"))).items()}
+        return {name: int(v) for name, v in _pairs(await self.batch.command("HGETALL", self.key("counts")))}
 
     # timers ------------------------------------------------------------------------------
     async def sweep(self, limit: int = 500) -> list[TimerEvent]:

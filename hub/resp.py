@@ -1,0 +1,170 @@
+"""A small pipelining Redis client: one connection, commands written in batches, replies
+matched to callers in order.
+
+redis-py spends tens of microseconds of Python per command on packing, connection-pool and
+response-callback bookkeeping; the hub sends every job transition as one EVALSHA, so that cost
+was a third of the hub's CPU.  Here a batch of commands is encoded into one buffer and written
+with one call, and replies are parsed by hiredis as they arrive.  Redis answers in order, so a
+FIFO of futures is all the bookkeeping there is.  A lost connection fails the waiting callers
+and is re-opened on the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import hiredis
+
+
+class RedisConnectionError(ConnectionError):
+    pass
+
+
+class RedisReplyError(Exception):
+    """Redis answered with an error (e.g. NOSCRIPT, WRONGTYPE)."""
+
+    @property
+    def noscript(self) -> bool:
+        return str(self).startswith("NOSCRIPT")
+
+
+def _arg(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bool):
+        return b"1" if value else b"0"
+    if isinstance(value, (int, float)):
+        return repr(value).encode()
+    raise TypeError(f"cannot send {type(value).__name__} to Redis")
+
+
+def encode_command(args: tuple[Any, ...]) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for value in args:
+        data = _arg(value)
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader(encoding="utf-8", errors="replace")
+        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.transport: asyncio.Transport | None = None
+        self.lost: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while True:
+            reply = self.reader.gets()
+            if reply is False:
+                return
+            future = self.waiting.popleft()
+            if future.done():
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                future.set_exception(RedisReplyError(str(reply)))
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(self.lost)
+
+
+class RespClient:
+    """``await client.execute(*args)`` or, for a batch, ``client.send_many([...])`` -> futures."""
+
+    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        parsed = urlparse(url)
+        self.scheme = parsed.scheme
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or 6379
+        self.path = unquote(parsed.path) if parsed.scheme == "unix" else ""
+        query = parse_qs(parsed.query)
+        db = query.get("db", [parsed.path.lstrip("/") if parsed.scheme != "unix" else "0"])[0] or "0"
+        self.db = int(db)
+        self.password = unquote(parsed.password) if parsed.password else None
+        self.username = unquote(parsed.username) if parsed.username else None
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    async def connect(self) -> None:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._protocol is not None and self._protocol.lost is None:
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                if self.scheme == "unix":
+                    coro = loop.create_unix_connection(_Protocol, self.path)
+                else:
+                    coro = loop.create_connection(_Protocol, self.host, self.port)
+                transport, protocol = await asyncio.wait_for(coro, self.connect_timeout)
+                protocol.transport = transport  # uvloop may call connection_made a little later
+            except (OSError, TimeoutError) as exc:
+                raise RedisConnectionError(f"cannot connect to Redis at {self.url}: {exc}") from exc
+            self._protocol = protocol
+            if self.password:
+                auth = ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
+                await self._send([auth])[0]
+            if self.db:
+                await self._send([("SELECT", self.db)])[0]
+
+    def _send(
+        self, commands: list[tuple[Any, ...]], futures: list[asyncio.Future[Any]] | None = None
+    ) -> list[asyncio.Future[Any]]:
+        protocol = self._protocol
+        assert protocol is not None and protocol.transport is not None
+        if futures is None:
+            loop = asyncio.get_running_loop()
+            futures = [loop.create_future() for _ in commands]
+        if protocol.lost is not None:
+            for future in futures:
+                future.set_exception(protocol.lost)
+            return futures
+        protocol.waiting.extend(futures)
+        protocol.transport.write(b"".join(encode_command(c) for c in commands))
+        return futures
+
+    @property
+    def connected(self) -> bool:
+        return self._protocol is not None and self._protocol.lost is None
+
+    async def send_many(
+        self, commands: list[tuple[Any, ...]], futures: list[asyncio.Future[Any]] | None = None
+    ) -> list[asyncio.Future[Any]]:
+        """Write the commands in one buffer; each future gets its reply (or the error)."""
+        if not self.connected:
+            await self.connect()
+        return self._send(commands, futures)
+
+    def send_now(self, commands: list[tuple[Any, ...]], futures: list[asyncio.Future[Any]]) -> bool:
+        """Like ``send_many`` without awaiting: False (nothing sent) when not connected."""
+        if not self.connected:
+            return False
+        self._send(commands, futures)
+        return True
+
+    async def execute(self, *args: Any) -> Any:
+        (future,) = await self.send_many([args])
+        return await future
+
+    async def close(self) -> None:
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
