@@ -196,6 +196,9 @@ class HubServer:
             self.outbox.flush()
             self.server.close(close_connections=True)
             await self.server.wait_closed()
+        if self.core is not None:
+            batch = self.core.store.batch
+            log.info("redis: %d commands in %d batches", batch.sent, batch.batches)
         await self.aclose_redis()
 
     async def aclose_redis(self) -> None:

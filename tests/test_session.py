@@ -1,0 +1,80 @@
+"""The sans-I/O session: no sockets, no Redis.  The VALIDITY table is the documentation and,
+here, the test: every (role, message type) pair is tried."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from reference_examples import examples_by_type
+
+from empq import protocol
+from empq.hub.session import VALIDITY, Accepted, Refused, Role, Session
+
+EXAMPLES = {kind: items[0] for kind, items in examples_by_type().items()}
+
+
+def session_as(role: Role) -> Session:
+    return Session("conn-1", role=role, client_id="app", worker_id="worker-gpu-01")
+
+
+def test_table_covers_every_inbound_type():
+    assert set(VALIDITY) == set(protocol.INBOUND)
+
+
+@pytest.mark.parametrize("kind", sorted(VALIDITY))
+@pytest.mark.parametrize("role", list(Role))
+def test_validity_table(role, kind):
+    example = dict(EXAMPLES.get(kind) or {"type": kind, "timestamp": 1})
+    if kind == "chunked_message_complete":
+        example = {"type": kind, "chunk_id": "c", "total_size": 1, "timestamp": 1}
+    example["id"] = "req-1"
+    outcome = session_as(role).receive(json.dumps(example))
+    if role in VALIDITY[kind]:
+        assert isinstance(outcome, Accepted), outcome
+        assert outcome.message.type == kind and outcome.request_id == "req-1"
+    else:
+        assert isinstance(outcome, Refused)
+        expected = (
+            "NOT_REGISTERED" if role is Role.NEW else
+            "ALREADY_REGISTERED" if VALIDITY[kind] == {Role.NEW} else "PERMISSION_DENIED"
+        )  # fmt: skip
+        assert outcome.reply.error_code.value == expected
+        assert outcome.reply.request_id == "req-1"
+
+
+def test_invalid_json_unknown_type_and_outbound_type():
+    s = session_as(Role.JOB_CLIENT)
+    bad = s.receive(b"{nope")
+    assert isinstance(bad, Refused) and protocol.to_dict(bad.reply)["details"]["reason"] == "invalid_json"
+    unknown = s.receive(b'{"type":"invalid_type","timestamp":1,"id":"x"}')
+    assert isinstance(unknown, Refused) and unknown.reply.type == "unknown"
+    assert unknown.reply.request_id == "x" and "invalid_type" in unknown.reply.original_message
+    outbound = s.receive(b'{"type":"job_assigned","timestamp":1}')
+    assert isinstance(outbound, Refused) and protocol.to_dict(outbound.reply)["details"]["field"] == "type"
+    not_object = s.receive(b"[1]")
+    assert isinstance(not_object, Refused) and not_object.reply.error_code.value == "INVALID_PARAMETERS"
+
+
+def test_unknown_echo_is_bounded():
+    s = session_as(Role.JOB_CLIENT)
+    frame = json.dumps({"type": "zzz", "timestamp": 1, "blob": "x" * 100_000})
+    out = s.receive(frame)
+    assert isinstance(out, Refused) and len(out.reply.original_message) == 4096
+
+
+def test_worker_cannot_speak_for_another_worker():
+    s = session_as(Role.WORKER)
+    out = s.receive(json.dumps({**EXAMPLES["worker_heartbeat"], "worker_id": "someone-else"}))
+    assert isinstance(out, Refused) and out.reply.error_code.value == "PERMISSION_DENIED"
+    assert protocol.to_dict(out.reply)["details"]["field"] == "worker_id"
+
+
+def test_schema_violation_names_the_field_and_value():
+    s = session_as(Role.JOB_CLIENT)
+    frame = dict(EXAMPLES["submit_job"], priority=500, id="p")
+    out = s.receive(json.dumps(frame))
+    assert isinstance(out, Refused)
+    assert protocol.to_dict(out.reply)["details"] == {"field": "priority", "message": "Input should be less than or equal to 100",
+                                 "provided_value": 500}  # fmt: skip
+    assert out.reply.request_id == "p"
