@@ -26,6 +26,17 @@ class HubConfig:
     heartbeat_interval_ms: int = 20_000
     notify_fanout: int = 2  # idle workers sent job_available per submitted job
     sweep_interval_ms: int = 200  # claim/run deadlines and retry promotion
+    heartbeat_timeout_ms: int = 60_000  # a worker silent this long is gone (its jobs are requeued)
+    reconnect_grace_ms: int = 30_000  # a dropped worker that returns within this keeps its jobs
+    status_interval_ms: int = 10_000  # system_status to monitors
+    queue_alert_per_worker: int = 5  # system_alert when queued jobs > this x max(1, workers)
+    client_tokens: str = ""  # comma-separated tokens for job clients (none anywhere: open dev mode)
+    worker_tokens: str = ""
+    monitor_tokens: str = ""
+    monitor_permissions: str = "view_all_jobs,view_system_stats,view_workers"  # granted to monitor tokens
+    auth_file: str = ""  # JSON: {"tokens": [{"token", "role", "customer_id"?, "permissions"?}]}
+    tls_cert: str = ""
+    tls_key: str = ""
     log_level: str = "info"
 
     ENV_PREFIX = "EMPQ_"

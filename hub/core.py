@@ -8,6 +8,7 @@ lives here is per-process routing: sessions, local workers, subscriptions.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import itertools
@@ -15,13 +16,14 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
 from empq.generated.defs.base import BaseMessage
 from empq.generated.messages.ack import Ack
+from empq.generated.messages.chunked_message import ChunkedMessage
 from empq.generated.messages.chunked_message_complete import ChunkedMessageComplete
 from empq.generated.messages.client_registered import ClientRegistered
 from empq.generated.messages.connection_established import ConnectionEstablished
@@ -39,8 +41,11 @@ from empq.generated.messages.response_job_status import ResponseJobStatus
 from empq.generated.messages.stats_response import StatsResponse
 from empq.generated.messages.stats_update import StatsUpdate
 from empq.generated.messages.subscription_confirmed import SubscriptionConfirmed
+from empq.generated.messages.system_alert import SystemAlert
+from empq.generated.messages.system_status import SystemStatus
 from empq.generated.messages.worker_heartbeat_ack import WorkerHeartbeatAck
 from empq.generated.messages.worker_registered import WorkerRegistered
+from empq.hub.auth import Authenticator
 from empq.hub.config import HubConfig
 from empq.hub.matching import JobClass, can_run, customer_allowed
 from empq.hub.resp import RedisReplyError
@@ -75,9 +80,23 @@ class LocalWorker:
     held: set[str] = field(default_factory=set)
     notified: bool = False  # sent job_available since its last claim_job
     last_heartbeat: int = 0
+    last_seen: int = 0  # last frame from it (any frame is a sign of life)
+    recorded_seen: int = 0  # last_seen as written to Redis
     load: float | None = None
     system_info: dict[str, Any] | None = None
     connector_status: dict[str, Any] | None = None
+
+    def telemetry(self) -> dict[str, Any]:
+        """What stats show about this worker on any hub."""
+        out: dict[str, Any] = {
+            "status": self.status,
+            "current_jobs": sorted(self.held),
+            "last_heartbeat": self.last_heartbeat,
+        }
+        for key in ("load", "system_info", "connector_status"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
 
     @property
     def slots(self) -> int:
@@ -140,14 +159,24 @@ class HubCore:
         self.mean_processing_time: float | None = None
         self._conn_ids = itertools.count(1)
         self._sub_ids = itertools.count(1)
+        self.auth = Authenticator.from_config(config)
+        self.bus_channel = f"{store.p}:bus"
+        self.peer_hubs = 0  # other live hubs on this Redis: job events go over the bus when > 0
+        self.hub_count = 1
+        self.global_workers: dict[str, dict[str, Any]] = {}  # every hub's workers, refreshed each second
+        self.alerts: list[dict[str, Any]] = []  # recent alerts, shown in system_status
+        self.queue_alert_active = False
+        self._next_registry = 0
+        self._next_status = 0
 
     # transport entry points --------------------------------------------------------------
     def new_conn_id(self) -> str:
         return f"conn-{self.hub_id}-{next(self._conn_ids)}"
 
-    def connect(self, conn_id: str) -> None:
-        """A connection opened (the outbox can already send to it): greet it."""
-        self.sessions[conn_id] = Session(conn_id)
+    def connect(self, conn_id: str, token: str | None = None) -> None:
+        """A connection opened (the outbox can already send to it): greet it.  ``token``: what
+        the peer presented on the handshake (Authorization header or ?token=)."""
+        self.sessions[conn_id] = Session(conn_id, handshake_token=token)
         self.send(
             conn_id,
             protocol.make(
@@ -164,6 +193,10 @@ class HubCore:
         session = self.sessions.get(conn_id)
         if session is None:
             return
+        if session.worker_id is not None:
+            worker = self.workers.get(session.worker_id)
+            if worker is not None:
+                worker.last_seen = now_ms()
         outcome = session.receive(frame)
         if isinstance(outcome, Refused):
             self.send(conn_id, outcome.reply)
@@ -198,23 +231,40 @@ class HubCore:
             self.reply(session, accepted, error("INTERNAL_ERROR", "internal error", accepted.request_id))
 
     async def disconnected(self, conn_id: str) -> None:
+        """The connection is gone.  A worker that left without ``disconnect`` keeps its jobs for
+        the reconnect grace period (D16): its liveness deadline is set so the reaper takes it then."""
         session = self.sessions.pop(conn_id, None)
         self._drop_subscriptions(conn_id)
         self.chunks.pop(conn_id, None)
-        if session and session.worker_id and self.workers.get(session.worker_id, None):
-            worker = self.workers[session.worker_id]
-            if worker.conn_id == conn_id:
+        if session and session.worker_id:
+            worker = self.workers.get(session.worker_id)
+            if worker is not None and worker.conn_id == conn_id:
                 del self.workers[session.worker_id]
+                if not session.said_goodbye:
+                    deadline = now_ms() - self.config.heartbeat_timeout_ms + self.config.reconnect_grace_ms
+                    try:
+                        await self.store.worker_seen(session.worker_id, deadline)
+                    except (RedisReplyError, OSError) as exc:
+                        log.warning("could not record %s's departure: %s", session.worker_id, exc)
 
     async def tick(self) -> None:
-        """Timers: sweep Redis deadlines, stats broadcasts, chunk stream expiry (called periodically)."""
+        """Timers: sweep Redis deadlines, reap lost workers, hub registry, system status, stats
+        broadcasts, chunk stream expiry (called every ``sweep_interval_ms``)."""
+        now = now_ms()
         try:
             for event in await self.store.sweep():
                 self._timer_event(event)
             self.mean_processing_time = await self.store.mean_processing_time()
+            for worker_id in await self.store.reap_workers(now - self.config.heartbeat_timeout_ms):
+                await self.worker_lost(worker_id)
+            if now >= self._next_registry:
+                self._next_registry = now + 1000
+                await self._refresh_registry()
+            if now >= self._next_status:
+                self._next_status = now + self.config.status_interval_ms
+                await self._status_round()
         except (RedisReplyError, OSError) as exc:
-            log.warning("sweep failed: %s", exc)
-        now = now_ms()
+            log.warning("timers failed: %s", exc)
         for conn_id, sub in list(self.stats_subs.items()):
             if now >= sub.next_at and conn_id in self.sessions:
                 sub.next_at = now + sub.interval_ms
@@ -239,7 +289,109 @@ class HubCore:
 
     # output helpers ---------------------------------------------------------------------
     def send(self, conn_id: str, message: BaseModel) -> None:
-        self.outbox.send(conn_id, protocol.encode(message))
+        self.deliver(conn_id, protocol.encode(message))
+
+    def deliver(self, conn_id: str, data: bytes) -> None:
+        """Send an encoded message; over the chunk threshold, as chunks to peers that declared
+        support for them (D15)."""
+        if len(data) > self.config.chunk_threshold:
+            session = self.sessions.get(conn_id)
+            if session is not None and session.chunked_messages:
+                for chunk in self._chunks_of(data):
+                    self.outbox.send(conn_id, chunk)
+                return
+        self.outbox.send(conn_id, data)
+
+    def _chunks_of(self, data: bytes) -> list[bytes]:
+        size = max(1, self.config.chunk_threshold // 2)  # base64 grows the data by 4/3
+        parts = [data[i : i + size] for i in range(0, len(data), size)]
+        chunk_id = f"chunk-{uuid.uuid4().hex[:16]}"
+        digest = hashlib.sha256(data).hexdigest()
+        original_type = orjson.loads(data).get("type", "unknown")
+        return [
+            protocol.encode(
+                protocol.make(
+                    ChunkedMessage,
+                    chunk_id=chunk_id,
+                    chunk_index=i,
+                    total_chunks=len(parts),
+                    data=base64.b64encode(part).decode(),
+                    data_hash=digest,
+                    original_type=original_type,
+                    total_size=len(data),
+                )
+            )
+            for i, part in enumerate(parts)
+        ]
+
+    def broadcast(self, kind: str, **fields: Any) -> None:
+        """Tell the other hubs on this Redis (pub/sub); nothing when this hub is alone."""
+        if self.peer_hubs > 0:
+            payload = orjson.dumps({"hub": self.hub_id, "kind": kind, **fields})
+            future = self.store.batch.command("PUBLISH", self.bus_channel, payload)
+            future.add_done_callback(_log_failure)
+
+    def on_bus(self, data: bytes) -> None:
+        """An event from another hub."""
+        event = orjson.loads(data)
+        if event.get("hub") == self.hub_id:
+            return
+        kind = event["kind"]
+        if kind == "job":
+            routing = Routing(*event["routing"])
+            self._deliver_job_event(event["job_id"], routing, event["frame"].encode(), event["status"], None)
+        elif kind == "worker":
+            worker = self.workers.get(event["worker_id"])
+            if worker is not None:
+                for job_id in event.get("release", ()):
+                    worker.held.discard(job_id)
+                self.deliver(worker.conn_id, event["frame"].encode())
+        elif kind == "available":
+            job_class = self.store.classes.get(event["class_id"])
+            if job_class is not None:
+                self.notify_workers(event["job_id"], job_class, event.get("customer_id"), event["priority"])
+        elif kind == "monitors":
+            self._to_monitors(event["frame"].encode())
+
+    def to_worker(self, worker_id: str, message: BaseModel, release: str | None = None) -> None:
+        """Send to a worker wherever it is connected (this hub, or another one via the bus)."""
+        worker = self.workers.get(worker_id)
+        if worker is not None:
+            if release:
+                worker.held.discard(release)
+            self.send(worker.conn_id, message)
+        else:
+            frame = protocol.encode(message).decode()
+            self.broadcast("worker", worker_id=worker_id, frame=frame, release=[release] if release else [])
+
+    def to_monitors(self, message: BaseModel) -> None:
+        data = protocol.encode(message)
+        self._to_monitors(data)
+        self.broadcast("monitors", frame=data.decode())
+
+    def _to_monitors(self, data: bytes) -> None:
+        for conn_id, session in self.sessions.items():
+            if session.role is Role.MONITOR:
+                self.deliver(conn_id, data)
+
+    def alert(
+        self, severity: str, category: str, message: str, details: dict[str, Any], actions: list[str]
+    ) -> None:
+        """system_alert to every monitor (all hubs); kept for system_status."""
+        alert = protocol.make(
+            SystemAlert,
+            severity=severity,
+            category=category,
+            message=message,
+            details=details,
+            actions_recommended=actions,
+        )
+        self.alerts = [
+            *self.alerts[-19:],
+            {"severity": severity, "category": category, "message": message, "timestamp": alert.timestamp},
+        ]
+        log.warning("alert %s/%s: %s", severity, category, message)
+        self.to_monitors(alert)
 
     def reply(self, session: Session, accepted: Accepted, message: BaseMessage) -> None:
         if accepted.request_id and message.request_id is None:
@@ -265,7 +417,17 @@ class HubCore:
         self, job_id: str, routing: Routing, message: BaseModel, status: str, exclude: str | None = None
     ) -> None:
         """Send a job event to the submitting connection, the job's subscribers and matching
-        notification subscribers — each once."""
+        notification subscribers — each once, on every hub."""
+        data = protocol.encode(message)
+        self._deliver_job_event(job_id, routing, data, status, exclude)
+        if self.peer_hubs > 0:  # the submitter or subscribers may be on another hub
+            self.broadcast(
+                "job", job_id=job_id, routing=list(astuple(routing)), frame=data.decode(), status=status
+            )
+
+    def _deliver_job_event(
+        self, job_id: str, routing: Routing, data: bytes, status: str, exclude: str | None
+    ) -> None:
         targets: set[str] = set()
         if routing.origin in self.sessions:
             targets.add(routing.origin)
@@ -276,10 +438,8 @@ class HubCore:
                 if session is not None and self.visible(session, routing.customer_id, routing.client_id):
                     targets.add(sub.conn_id)
         targets.discard(exclude or "")
-        if targets:
-            data = protocol.encode(message)
-            for conn_id in targets:
-                self.outbox.send(conn_id, data)
+        for conn_id in targets:
+            self.deliver(conn_id, data)
 
     def visible(self, session: Session, customer_id: str | None, client_id: str | None) -> bool:
         """D13: may this session see (subscribe to, cancel) a job of this customer / client?"""
@@ -316,7 +476,7 @@ class HubCore:
                     )
                 )
             worker.notified = True
-            self.outbox.send(worker.conn_id, message)
+            self.deliver(worker.conn_id, message)
             sent += 1
         return sent
 
@@ -331,10 +491,7 @@ class HubCore:
                 worker_id=event.worker_id,
                 message="claim timed out: job returned to the queue",
             )
-            worker = self.workers.get(event.worker_id)
-            if worker is not None:
-                worker.held.discard(event.job_id)
-                self.send(worker.conn_id, update)
+            self.to_worker(event.worker_id, update, release=event.job_id)
             self.publish(event.job_id, routing, update, "queued")
         elif event.kind == "timeout":
             update = protocol.make(
@@ -345,19 +502,122 @@ class HubCore:
                 worker_id=event.worker_id,
                 error="job exceeded its time limit",
             )
-            worker = self.workers.get(event.worker_id)
-            if worker is not None:
-                worker.held.discard(event.job_id)
-                self.send(worker.conn_id, update)
+            self.to_worker(event.worker_id, update, release=event.job_id)
             self.publish(event.job_id, routing, update, "timeout")
             return
         self.notify_requeued(event.job_id, routing)
 
     def notify_requeued(self, job_id: str, routing: Routing) -> None:
-        """A job became claimable again: tell idle workers as for a new job."""
-        job_class = self.store.classes.get(routing.class_id)
+        """A job became claimable again: tell idle workers (of every hub) as for a new job."""
+        self.job_claimable(job_id, routing.class_id, routing.customer_id, routing.priority)
+
+    def job_claimable(self, job_id: str, class_id: str, customer_id: str | None, priority: int) -> int:
+        """Notify idle local workers; when fewer than the fan-out were found, ask the other hubs."""
+        job_class = self.store.classes.get(class_id)
+        sent = 0
         if job_class is not None:
-            self.notify_workers(job_id, job_class, routing.customer_id, routing.priority)
+            sent = self.notify_workers(job_id, job_class, customer_id, priority)
+        if sent < self.config.notify_fanout:
+            self.broadcast(
+                "available", job_id=job_id, class_id=class_id, customer_id=customer_id, priority=priority
+            )
+        return sent
+
+    async def worker_lost(self, worker_id: str) -> None:
+        """A worker stopped heartbeating or did not come back within the grace period: requeue
+        its jobs (a retry each), tell subscribers and monitors, close it if it is still here."""
+        events = await self.store.release_worker(worker_id, count_retry=True)
+        for event in events:
+            update = protocol.make(
+                JobUpdate,
+                job_id=event.job_id,
+                status=event.kind,
+                previous_status=event.worker_id,
+                message=f"worker {worker_id} lost: job returned to the queue"
+                if event.kind == "queued"
+                else f"worker {worker_id} lost and no retries left",
+                error=None if event.kind == "queued" else "worker lost",
+            )
+            self.publish(event.job_id, event.routing, update, event.kind)
+            if event.kind == "queued":
+                self.notify_requeued(event.job_id, event.routing)
+        self.alert(
+            "warning",
+            "worker_lost",
+            f"worker {worker_id} is gone",
+            {
+                "worker_id": worker_id,
+                "jobs_requeued": [e.job_id for e in events if e.kind == "queued"],
+                "jobs_failed": [e.job_id for e in events if e.kind == "failed"],
+            },
+            ["Check the worker machine", "Restart the worker"],
+        )
+        local = self.workers.pop(worker_id, None)
+        if local is not None:
+            session = self.sessions.get(local.conn_id)
+            if session is not None:
+                session.said_goodbye = True
+            self.outbox.close(local.conn_id, 4000, "heartbeat timeout")
+
+    async def _refresh_registry(self) -> None:
+        counts = {"job_client": 0, "monitor": 0, "worker": 0, "new": 0}
+        for session in self.sessions.values():
+            counts[session.role.value] += 1
+        await self.store.hub_alive(self.hub_id, {"connections": counts, "started": self.started})
+        hubs = await self.store.hubs(within_ms=max(5000, 5 * self.config.sweep_interval_ms))
+        self.hub_count = max(1, len(hubs))
+        self.peer_hubs = len([h for h in hubs if h != self.hub_id])
+        self.global_workers = await self.store.workers()
+        # any frame from a worker is a sign of life: record the latest once a second
+        seen = [(w.worker_id, w.last_seen) for w in self.workers.values() if w.last_seen > w.recorded_seen]
+        for worker_id, at in seen:
+            self.workers[worker_id].recorded_seen = at
+        if seen:
+            await asyncio.gather(*(self.store.worker_seen(worker_id, at) for worker_id, at in seen))
+
+    async def system_status(self) -> SystemStatus:
+        counts = await self.store.counts()
+        throughput = await self.store.throughput()
+        pending = max(0, counts.get("queued", 0))
+        active = sum(max(0, counts.get(k, 0)) for k in ("assigned", "accepted", "in_progress"))
+        workers = len(self.global_workers) or len(self.workers)
+        threshold = self.config.queue_alert_per_worker * max(1, workers)
+        health = "healthy"
+        if pending > threshold:
+            health = "degraded"
+        if pending and not workers:
+            health = "critical"
+        return protocol.make(
+            SystemStatus,
+            active_workers=workers,
+            pending_jobs=pending,
+            active_jobs=active,
+            completed_jobs_last_hour=throughput["completed_last_hour"],
+            system_health=health,
+            alerts=self.alerts[-10:],
+        )
+
+    async def _status_round(self) -> None:
+        """system_status to local monitors; queue-depth alert when crossing the threshold."""
+        status = await self.system_status()
+        threshold = self.config.queue_alert_per_worker * max(1, status.active_workers)
+        over = status.pending_jobs > threshold
+        if over and not self.queue_alert_active:
+            self.alert(
+                "warning",
+                "resource_constraint",
+                "Queue depth exceeding normal capacity",
+                {
+                    "current_queue_depth": status.pending_jobs,
+                    "normal_threshold": threshold,
+                    "available_workers": status.active_workers,
+                },
+                ["Consider scaling up workers", "Review job priorities"],
+            )
+            status = await self.system_status()
+        self.queue_alert_active = over
+        data = protocol.encode(status)
+        self._to_monitors(data)
 
     # stats --------------------------------------------------------------------------------
     async def stats(self, sections: tuple[str, ...] | list[str] | None) -> dict[str, Any]:
@@ -379,42 +639,62 @@ class HubCore:
                 )
             }
         if "workers" in wanted:
-            by_status = {"idle": 0, "busy": 0, "draining": 0, "offline": 0}
-            summaries = []
-            for w in self.workers.values():
-                state = (
-                    w.status if w.status in ("draining", "offline") else ("busy" if w.free <= 0 else "idle")
-                )
-                by_status[state] += 1
-                summary: dict[str, Any] = {
-                    "worker_id": w.worker_id,
-                    "status": state,
-                    "current_jobs": sorted(w.held),
-                    "capabilities": w.capabilities,
-                }
-                if w.last_heartbeat:
-                    summary["last_heartbeat"] = w.last_heartbeat
-                for key in ("load", "system_info", "connector_status"):
-                    if getattr(w, key) is not None:
-                        summary[key] = getattr(w, key)
-                summaries.append(summary)
-            out["workers"] = {"total": len(self.workers), **by_status, "workers": summaries}
+            out["workers"] = await self._worker_stats()
         if "throughput" in wanted:
             out["throughput"] = {
                 **await self.store.throughput(),
                 "avg_processing_time": self.mean_processing_time,
             }
         if "system" in wanted:
+            # connections of every hub (as each reported within the last seconds), ours live
+            hubs = await self.store.hubs(within_ms=max(5000, 5 * self.config.sweep_interval_ms))
             connections: dict[str, int] = {"job_client": 0, "monitor": 0, "worker": 0, "new": 0}
-            for s in self.sessions.values():
-                connections[s.role.value] += 1
+            hubs.pop(self.hub_id, None)
+            for info in hubs.values():
+                for role, n in info.get("connections", {}).items():
+                    connections[role] = connections.get(role, 0) + n
+            for session in self.sessions.values():
+                connections[session.role.value] += 1
+            status = await self.system_status()
             out["system"] = {
                 "uptime_seconds": (now_ms() - self.started) / 1000,
-                "hubs": 1,
+                "hubs": len(hubs) + 1,
                 "connections": connections,
-                "system_health": "healthy",
+                "system_health": status.system_health.value,
+                "alerts": self.alerts[-10:],
             }
         return out
+
+    async def _worker_stats(self) -> dict[str, Any]:
+        """Workers of every hub, from the shared registry (telemetry as of their last heartbeat)."""
+        by_status = {"idle": 0, "busy": 0, "draining": 0, "offline": 0}
+        summaries = []
+        for worker_id, entry in sorted((await self.store.workers()).items()):
+            local = self.workers.get(worker_id)
+            telemetry = local.telemetry() if local is not None else entry["telemetry"]
+            capabilities = entry["capabilities"]
+            held = telemetry.get("current_jobs", [])
+            declared = telemetry.get("status", "idle")
+            slots = int(capabilities.get("max_concurrent_jobs") or 1)
+            state = (
+                declared
+                if declared in ("draining", "offline")
+                else ("busy" if len(held) >= slots else "idle")
+            )
+            by_status[state] += 1
+            summary = {
+                "worker_id": worker_id,
+                "status": state,
+                "current_jobs": held,
+                "capabilities": capabilities,
+            }
+            for key in ("load", "system_info", "connector_status"):
+                if key in telemetry:
+                    summary[key] = telemetry[key]
+            if telemetry.get("last_heartbeat"):
+                summary["last_heartbeat"] = telemetry["last_heartbeat"]
+            summaries.append(summary)
+        return {"total": len(summaries), **by_status, "workers": summaries}
 
     def _drop_subscriptions(self, conn_id: str) -> None:
         for job_id in [j for j, conns in self.job_subs.items() if conn_id in conns]:
@@ -425,6 +705,11 @@ class HubCore:
         for sub_id in [s for s, sub in self.notification_subs.items() if sub.conn_id == conn_id]:
             del self.notification_subs[sub_id]
         self.stats_subs.pop(conn_id, None)
+
+
+def _log_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("bus publish failed: %s", future.exception())
 
 
 def _matches(filters: dict[str, Any], routing: Routing, status: str) -> bool:
@@ -442,11 +727,47 @@ def _matches(filters: dict[str, Any], routing: Routing, status: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
+def _authenticate(hub: HubCore, session: Session, msg: Any, role: str) -> Any:
+    """D4: the grant for this registration, or None after refusing it (AUTH_FAILED, then close)."""
+    grant = hub.auth.check(role, msg.auth_token or session.handshake_token)
+    if grant is None:
+        who = {"worker_id": msg.worker_id} if role == "worker" else {"client_id": msg.client_id}
+        reason = (
+            "missing token" if not (msg.auth_token or session.handshake_token) else f"invalid {role} token"
+        )
+        hub.reply(
+            session,
+            Accepted(msg, msg.id),
+            error("AUTH_FAILED", "Authentication failed", msg.id, {"reason": reason, **who}),
+        )
+        hub.outbox.close(session.conn_id, 1008, "authentication failed")
+    return grant
+
+
 async def on_register_client(hub: HubCore, session: Session, msg: Any) -> None:
-    session.role = Role.MONITOR if msg.client_type == "monitor" else Role.JOB_CLIENT
+    role = "monitor" if msg.client_type == "monitor" else "job_client"
+    grant = _authenticate(hub, session, msg, role)
+    if grant is None:
+        return
+    if grant.customer_id is not None and msg.customer_id not in (None, grant.customer_id):
+        hub.reply(
+            session,
+            Accepted(msg, msg.id),
+            error(
+                "PERMISSION_DENIED",
+                f"this token is for customer {grant.customer_id}",
+                msg.id,
+                {"field": "customer_id", "provided_value": msg.customer_id},
+            ),
+        )
+        return
+    asked = frozenset(p.value for p in (msg.permissions or ()))
+    session.role = Role.MONITOR if role == "monitor" else Role.JOB_CLIENT
     session.client_id = msg.client_id
-    session.customer_id = msg.customer_id
-    session.permissions = frozenset(p.value for p in (msg.permissions or ()))
+    session.customer_id = grant.customer_id or msg.customer_id
+    session.permissions = (
+        (asked & grant.permissions) if asked else (grant.permissions if not hub.auth.open else asked)
+    )
     session.chunked_messages = bool(
         msg.capabilities and (msg.capabilities.model_extra or {}).get("chunked_messages")
     ) or bool(msg.capabilities and msg.capabilities.chunked_messages)
@@ -457,9 +778,11 @@ async def on_register_client(hub: HubCore, session: Session, msg: Any) -> None:
         "client_type": session.role.value,
         "permissions": sorted(session.permissions),
     }
-    if msg.customer_id:
-        fields["customer_id"] = msg.customer_id
+    if session.customer_id:
+        fields["customer_id"] = session.customer_id
     hub.reply(session, Accepted(msg, msg.id), protocol.make(ClientRegistered, **fields))
+    if session.role is Role.MONITOR:
+        hub.send(session.conn_id, await hub.system_status())
 
 
 async def on_register_worker(hub: HubCore, session: Session, msg: Any) -> None:
@@ -471,8 +794,13 @@ async def on_register_worker(hub: HubCore, session: Session, msg: Any) -> None:
             error("ALREADY_REGISTERED", f"worker {msg.worker_id} is connected already", msg.id),
         )
         return
+    if _authenticate(hub, session, msg, "worker") is None:
+        return
     capabilities = protocol.to_dict(msg.capabilities)
-    held = await hub.store.worker_jobs(msg.worker_id)
+    held, _ = await asyncio.gather(
+        hub.store.worker_jobs(msg.worker_id),
+        hub.store.worker_registered(msg.worker_id, hub.hub_id, capabilities),
+    )
     session.role = Role.WORKER
     session.worker_id = msg.worker_id
     session.capabilities = capabilities
@@ -549,7 +877,23 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
             "created_at": now_ms(),
         },
     )
-    notified = hub.notify_workers(job_id, job_class, customer_id, priority)
+    notified = hub.job_claimable(job_id, job_class.id, customer_id, priority)
+    if notified == 0 and not any(
+        can_run(w["capabilities"], job_class) and customer_allowed(w["capabilities"], customer_id)
+        for w in (
+            hub.global_workers or {k: {"capabilities": v.capabilities} for k, v in hub.workers.items()}
+        ).values()
+    ):
+        hub.alert(
+            "warning",
+            "no_capable_worker",
+            f"No connected worker can run job {job_id}",
+            {"job_id": job_id, "job_type": msg.job_type, "requirements": requirements or {}},
+            [
+                "Start a worker with the required service, component and hardware",
+                "Review the job's requirements",
+            ],
+        )
     estimate = None
     if hub.mean_processing_time is not None:
         ahead = (position - 1) / max(1, len(hub.workers))
@@ -629,11 +973,9 @@ async def on_cancel_job(hub: HubCore, session: Session, msg: Any) -> None:
     )
     hub.reply(session, Accepted(msg, msg.id), cancelled)
     holder = t.extra[0]
-    worker = hub.workers.get(holder) if holder else None
-    if worker is not None:
-        worker.held.discard(msg.job_id)
-        hub.send(
-            worker.conn_id,
+    if holder:
+        hub.to_worker(
+            holder,
             protocol.make(
                 JobCancelled,
                 job_id=msg.job_id,
@@ -642,6 +984,7 @@ async def on_cancel_job(hub: HubCore, session: Session, msg: Any) -> None:
                 reason=reason,
                 worker_id=holder,
             ),
+            release=msg.job_id,
         )
     hub.publish(msg.job_id, t.routing, cancelled, "cancelled", exclude=session.conn_id)
 
@@ -810,6 +1153,7 @@ async def on_worker_heartbeat(hub: HubCore, session: Session, msg: Any) -> None:
         worker.system_info = protocol.to_dict(msg.system_info)
     if msg.connector_status is not None:
         worker.connector_status = {k: protocol.to_dict(v) for k, v in msg.connector_status.items()}
+    await hub.store.worker_seen(worker.worker_id, now, worker.telemetry())
     hub.reply(
         session,
         Accepted(msg, msg.id),
@@ -976,10 +1320,10 @@ async def on_relay_to_monitors(hub: HubCore, session: Session, msg: Any) -> None
             "status": "active" if msg.status.value == "connected" else msg.status.value
         }
         worker.connector_status = status
-    data = protocol.encode(msg)
-    for conn_id, other in hub.sessions.items():
-        if other.role is Role.MONITOR:
-            hub.outbox.send(conn_id, data)
+        await hub.store.worker_seen(worker.worker_id, now_ms(), worker.telemetry())
+    elif msg.type == "service_request":
+        await hub.store.record_service_request(protocol.encode(msg))
+    hub.to_monitors(msg)
     hub.ack(session, Accepted(msg, msg.id))
 
 
@@ -1059,8 +1403,10 @@ async def on_ping(hub: HubCore, session: Session, msg: Any) -> None:
 
 
 async def on_disconnect(hub: HubCore, session: Session, msg: Any) -> None:
+    session.said_goodbye = True
     if session.role is Role.WORKER and session.worker_id:
         hub.workers.pop(session.worker_id, None)  # not offered its own jobs back
+        await hub.store.worker_gone(session.worker_id)
         for event in await hub.store.release_worker(session.worker_id, count_retry=False):
             update = protocol.make(
                 JobUpdate,

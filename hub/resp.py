@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -168,3 +169,78 @@ class RespClient:
         protocol, self._protocol = self._protocol, None
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
+
+
+class _SubscriberProtocol(asyncio.Protocol):
+    def __init__(self, on_message: Any) -> None:
+        self.reader = hiredis.Reader()
+        self.on_message = on_message
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while True:
+            reply = self.reader.gets()
+            if reply is False:
+                return
+            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                self.on_message(reply[2])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class RespSubscriber:
+    """Redis pub/sub on its own connection: ``on_message(data: bytes)`` for every message on
+    ``channel``.  Re-subscribes after a lost connection (e.g. a Redis restart)."""
+
+    def __init__(self, client: RespClient, channel: str, on_message: Any) -> None:
+        self.client = client
+        self.channel = channel
+        self.on_message = on_message
+        self.task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        c = self.client
+        delay = 0.05
+        while True:
+            transport = None
+            try:
+                loop = asyncio.get_running_loop()
+                if c.scheme == "unix":
+                    coro = loop.create_unix_connection(lambda: _SubscriberProtocol(self.on_message), c.path)
+                else:
+                    coro = loop.create_connection(
+                        lambda: _SubscriberProtocol(self.on_message), c.host, c.port
+                    )
+                transport, protocol = await asyncio.wait_for(coro, c.connect_timeout)
+                if c.password:
+                    auth = ("AUTH", c.username, c.password) if c.username else ("AUTH", c.password)
+                    transport.write(encode_command(auth))
+                transport.write(encode_command(("SUBSCRIBE", self.channel)))
+                self.ready.set()
+                delay = 0.05
+                await protocol.closed
+            except (OSError, TimeoutError):
+                pass
+            finally:
+                self.ready.clear()
+                if transport is not None:
+                    transport.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task

@@ -11,14 +11,16 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from typing import Any
 
 from empq.generated.messages.server_disconnect import ServerDisconnect
+from empq.hub.auth import handshake_token
 from empq.hub.config import HubConfig
 from empq.hub.core import HubCore, now_ms
 from empq.hub.embedded_redis import EmbeddedRedis
 from empq.hub.redis_batch import RedisBatch
-from empq.hub.resp import RedisConnectionError, RespClient
+from empq.hub.resp import RedisConnectionError, RespClient, RespSubscriber
 from empq.hub.store import SCRIPTS, JobStore
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -101,6 +103,7 @@ class HubServer:
         self.core: HubCore | None = None
         self.outbox = WebSocketOutbox()
         self.server: Server | None = None
+        self.subscriber: RespSubscriber | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.redis_description = ""
 
@@ -132,6 +135,14 @@ class HubServer:
         store = JobStore(batch, self.config.key_prefix)
         await store.refresh_classes()
         self.core = HubCore(self.config, store, self.outbox)
+        if self.core.auth.open:
+            log.warning(
+                "NO AUTH TOKENS CONFIGURED: open dev mode, anyone who can connect may register as anything"
+            )
+        self.subscriber = RespSubscriber(RespClient(url), self.core.bus_channel, self.core.on_bus)
+        self.subscriber.start()
+        await asyncio.wait_for(self.subscriber.ready.wait(), 5)
+        await self.core.tick()  # announce this hub and learn about the others before serving
         try:
             self.server = await serve(
                 self._handle,
@@ -140,12 +151,20 @@ class HubServer:
                 max_size=self.config.max_message_size,
                 compression=None,
                 max_queue=64,
+                ssl=self._tls(),
             )
         except OSError as exc:
             raise RuntimeError(
                 f"cannot listen on {self.config.host}:{self.config.ws_port}: {exc.strerror}"
             ) from exc
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not (self.config.tls_cert or self.config.tls_key):
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        return context
 
     @property
     def port(self) -> int:
@@ -157,7 +176,9 @@ class HubServer:
         assert core is not None
         conn_id = core.new_conn_id()
         self.outbox.attach(conn_id, ws)
-        core.connect(conn_id)
+        request = ws.request
+        token = handshake_token(request.path, request.headers.get("Authorization")) if request else None
+        core.connect(conn_id, token)
         try:
             while True:
                 frame = await ws.recv(decode=False)
@@ -196,6 +217,13 @@ class HubServer:
             self.outbox.flush()
             self.server.close(close_connections=True)
             await self.server.wait_closed()
+        if self.core is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.core.store.hub_gone(self.core.hub_id), 2
+                )  # also waits for writes before it
+        if self.subscriber is not None:
+            await self.subscriber.stop()
         if self.core is not None:
             batch = self.core.store.batch
             log.info("redis: %d commands in %d batches", batch.sent, batch.batches)

@@ -85,6 +85,8 @@ class Session:
     permissions: frozenset[str] = frozenset()
     capabilities: dict[str, Any] = field(default_factory=dict)
     chunked_messages: bool = False
+    handshake_token: str | None = None  # presented on the WebSocket handshake (D4)
+    said_goodbye: bool = False  # sent disconnect (or was closed by the hub): no reconnect grace
 
     def receive(self, frame: bytes | str) -> Accepted | Refused:
         try:

@@ -28,6 +28,7 @@ SCRIPTS = (
     "sweep",
     "status",
     "release",
+    "reap",
 )
 
 
@@ -305,6 +306,81 @@ class JobStore:
 
     async def counts(self) -> dict[str, int]:
         return {name: int(v) for name, v in _pairs(await self.batch.command("HGETALL", self.key("counts")))}
+
+    # workers and hubs (shared registry: stats and liveness across hubs) ------------------------
+    def worker_key(self, worker_id: str) -> str:
+        return f"{self.p}:worker:{worker_id}"
+
+    async def worker_registered(self, worker_id: str, hub_id: str, capabilities: dict[str, Any]) -> None:
+        now = now_ms()
+        await asyncio.gather(
+            self.batch.command("HSET", self.worker_key(worker_id), "hub", hub_id, "capabilities",
+                               orjson.dumps(capabilities), "registered_at", now),
+            self.batch.command("ZADD", self.key("workers"), now, worker_id),
+        )  # fmt: skip
+
+    async def worker_seen(self, worker_id: str, at_ms: int, telemetry: dict[str, Any] | None = None) -> None:
+        """A sign of life (or, with a past ``at_ms``, a deadline: a dropped connection's grace)."""
+        calls = [self.batch.command("ZADD", self.key("workers"), at_ms, worker_id)]
+        if telemetry:
+            calls.append(
+                self.batch.command("HSET", self.worker_key(worker_id), "telemetry", orjson.dumps(telemetry))
+            )
+        await asyncio.gather(*calls)
+
+    async def worker_gone(self, worker_id: str) -> None:
+        await asyncio.gather(
+            self.batch.command("ZREM", self.key("workers"), worker_id),
+            self.batch.command("DEL", self.worker_key(worker_id)),
+        )
+
+    async def reap_workers(self, deadline_ms: int, limit: int = 100) -> list[str]:
+        """Workers last seen at or before ``deadline_ms``, removed from the registry (each to one hub)."""
+        return list(await self.batch.script("reap", [self.key("workers")], [deadline_ms, self.p, limit]))
+
+    async def workers(self) -> dict[str, dict[str, Any]]:
+        """Every registered worker (all hubs): capabilities, hub, telemetry, last_seen."""
+        seen = _pairs(await self.batch.command("ZRANGE", self.key("workers"), 0, -1, "WITHSCORES"))
+        if not seen:
+            return {}
+        rows = await asyncio.gather(*(self.batch.command("HGETALL", self.worker_key(w)) for w, _ in seen))
+        out: dict[str, dict[str, Any]] = {}
+        for (worker_id, last_seen), row in zip(seen, rows, strict=True):
+            fields = dict(_pairs(row))
+            out[worker_id] = {
+                "hub": fields.get("hub"),
+                "capabilities": orjson.loads(fields["capabilities"]) if "capabilities" in fields else {},
+                "telemetry": orjson.loads(fields["telemetry"]) if "telemetry" in fields else {},
+                "last_seen": int(float(last_seen)),
+            }
+        return out
+
+    async def record_service_request(self, frame: bytes, keep: int = 1000) -> None:
+        """Keep the last ``keep`` service_request messages (telemetry)."""
+        key = self.key("service_requests")
+        await asyncio.gather(
+            self.batch.command("LPUSH", key, frame), self.batch.command("LTRIM", key, 0, keep - 1)
+        )
+
+    async def hub_alive(self, hub_id: str, info: dict[str, Any]) -> None:
+        await self.batch.command("HSET", self.key("hubs"), hub_id, orjson.dumps({**info, "seen": now_ms()}))
+
+    async def hubs(self, within_ms: int) -> dict[str, dict[str, Any]]:
+        """Hubs that reported within ``within_ms`` (older entries are dropped)."""
+        now = now_ms()
+        alive, stale = {}, []
+        for hub_id, raw in _pairs(await self.batch.command("HGETALL", self.key("hubs"))):
+            info = orjson.loads(raw)
+            if now - info["seen"] <= within_ms:
+                alive[hub_id] = info
+            else:
+                stale.append(hub_id)
+        if stale:
+            await self.batch.command("HDEL", self.key("hubs"), *stale)
+        return alive
+
+    async def hub_gone(self, hub_id: str) -> None:
+        await self.batch.command("HDEL", self.key("hubs"), hub_id)
 
     # timers ------------------------------------------------------------------------------
     async def sweep(self, limit: int = 500) -> list[TimerEvent]:

@@ -1,0 +1,76 @@
+"""Who may register as what (spec D4): tokens per role from settings or a file.
+
+No token configured anywhere means open dev mode: every registration is accepted and gets the
+permissions it asks for.  Otherwise a registration must present a token of the role it asks
+for — in the handshake (``Authorization: Bearer``, ``?token=``) or as ``auth_token`` — and gets
+the customer binding and permissions that token carries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from empq.hub.config import HubConfig
+
+ALL_PERMISSIONS = frozenset({"view_all_jobs", "view_system_stats", "view_workers", "manage_jobs"})
+
+
+@dataclass(frozen=True)
+class Grant:
+    role: str  # job_client | worker | monitor
+    customer_id: str | None = None
+    permissions: frozenset[str] = frozenset()
+
+
+class Authenticator:
+    def __init__(self, tokens: dict[str, Grant]) -> None:
+        self.tokens = tokens
+
+    @property
+    def open(self) -> bool:
+        return not self.tokens
+
+    @classmethod
+    def from_config(cls, config: HubConfig) -> Authenticator:
+        tokens: dict[str, Grant] = {}
+        monitor_perms = frozenset(p.strip() for p in config.monitor_permissions.split(",") if p.strip())
+        for role, raw, perms in (
+            ("job_client", config.client_tokens, frozenset[str]()),
+            ("worker", config.worker_tokens, frozenset[str]()),
+            ("monitor", config.monitor_tokens, monitor_perms),
+        ):
+            for token in (t.strip() for t in raw.split(",")):
+                if token:
+                    tokens[token] = Grant(role, None, perms)
+        if config.auth_file:
+            data = json.loads(Path(config.auth_file).read_text(encoding="utf-8"))
+            for entry in data.get("tokens", []):
+                perms = frozenset(entry.get("permissions", []))
+                unknown = perms - ALL_PERMISSIONS
+                if unknown:
+                    raise ValueError(f"{config.auth_file}: unknown permissions {sorted(unknown)}")
+                if entry["role"] not in ("job_client", "worker", "monitor"):
+                    raise ValueError(f"{config.auth_file}: unknown role {entry['role']!r}")
+                tokens[entry["token"]] = Grant(entry["role"], entry.get("customer_id"), perms)
+        return cls(tokens)
+
+    def check(self, role: str, token: str | None) -> Grant | None:
+        """The grant for ``token`` if it is one of ``role``'s; None = refused."""
+        if self.open:
+            return Grant(role, None, ALL_PERMISSIONS)
+        grant = self.tokens.get(token or "")
+        if grant is None or grant.role != role:
+            return None
+        return grant
+
+
+def handshake_token(path: str, authorization: str | None) -> str | None:
+    """The token a peer presented on the WebSocket handshake, if any."""
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip() or None
+    query = parse_qs(urlparse(path).query)
+    values = query.get("token")
+    return values[0] if values else None
