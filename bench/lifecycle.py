@@ -28,7 +28,9 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -379,7 +381,7 @@ def cpu_seconds_of(pid: int | None) -> float | None:
 
 
 async def run_load(
-    url: str, cfg: LoadConfig, *, label: str = "hub", hub_pid: int | None = None
+    url: str, cfg: LoadConfig, *, label: str = "hub", hub_pid: int | None = None, redis_pid: int | None = None
 ) -> dict[str, Any]:
     """Run the lifecycle load against ``url``; returns the figures (see ``summarise``)."""
     cfg.check()
@@ -395,7 +397,7 @@ async def run_load(
     worker_errors: list[str] = []
     stopped_by = "jobs"
     # CPU shares are measured over the load phase (after registration); None if it never began.
-    cpu0, hub_cpu0, t0 = 0.0, None, None
+    cpu0, hub_cpu0, redis_cpu0, t0 = 0.0, None, None, None
     try:
         async with asyncio.timeout_at(deadline):
             # Workers first, so they are registered and waiting when the first job arrives.
@@ -406,6 +408,7 @@ async def run_load(
                 for c in clients:
                     tg.create_task(c.setup(url))
             cpu0, hub_cpu0 = time.process_time(), cpu_seconds_of(hub_pid)
+            redis_cpu0 = cpu_seconds_of(redis_pid)
             t0 = time.perf_counter()
             worker_tasks = [asyncio.create_task(w.run()) for w in workers]
             async with asyncio.TaskGroup() as tg:
@@ -420,6 +423,7 @@ async def run_load(
     finally:
         t_end = time.perf_counter()
         cpu1, hub_cpu1 = time.process_time(), cpu_seconds_of(hub_pid)
+        redis_cpu1 = cpu_seconds_of(redis_pid)
         m.done.set()
         if worker_tasks:  # they leave at their next frame or timer; then they are cancelled
             _, pending = await asyncio.wait(worker_tasks, timeout=1.0)
@@ -443,6 +447,16 @@ async def run_load(
     result["driver_cpu_pct"] = round(100 * (cpu1 - cpu0) / elapsed, 1) if elapsed > 0 else "-"
     if hub_cpu0 is not None and hub_cpu1 is not None and elapsed > 0:
         result["hub_cpu_pct"] = round(100 * (hub_cpu1 - hub_cpu0) / elapsed, 1)
+    if redis_cpu0 is not None and redis_cpu1 is not None and elapsed > 0:
+        result["redis_cpu_pct"] = round(100 * (redis_cpu1 - redis_cpu0) / elapsed, 1)
+    done = result["completed"]
+    if done:  # CPU microseconds per completed job, by process: where the machine's time goes
+        per_job = {"driver": (cpu1 - cpu0)}
+        if hub_cpu0 is not None and hub_cpu1 is not None:
+            per_job["hub"] = hub_cpu1 - hub_cpu0
+        if redis_cpu0 is not None and redis_cpu1 is not None:
+            per_job["redis"] = redis_cpu1 - redis_cpu0
+        result["cpu_us_per_job"] = {k: round(v / done * 1e6) for k, v in per_job.items()}
     return result
 
 
@@ -518,6 +532,63 @@ async def null_hub_subprocess(max_seconds: float) -> AsyncIterator[tuple[str, in
                 await proc.wait()
 
 
+@contextlib.asynccontextmanager
+async def empq_hub_subprocess(max_seconds: float) -> AsyncIterator[tuple[str, int, int | None]]:
+    """Start ``empq hub`` on a free port with an embedded Redis in a temporary data dir;
+    yields (url, hub pid, redis-server pid) so their CPU can be measured."""
+    with tempfile.TemporaryDirectory(prefix="empq-bench-") as data_dir:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "empq", "hub", "--ws-port", str(port), "--data-dir", data_dir,
+            "--log-level", "warning", stdin=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("empq hub did not start within 30 s")
+            redis_pid = next(
+                (int(p.name) for p in Path("/proc").iterdir() if _is_redis_of(p, data_dir)), None
+            )
+            await asyncio.sleep(0.5)  # let the hub's first registry round settle
+            yield f"ws://127.0.0.1:{port}", proc.pid, redis_pid
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
+def _cmdline(p: Path) -> str:
+    try:
+        return (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_redis_of(p: Path, data_dir: str) -> bool:
+    if not p.name.isdigit():
+        return False
+    cmdline = _cmdline(p)
+    return "redis-server" in cmdline and data_dir in cmdline
+
+
+async def run_empq(cfg: LoadConfig, label: str = "empq") -> dict[str, Any]:
+    async with empq_hub_subprocess(max_seconds=cfg.seconds + 60) as (url, pid, redis_pid):
+        return await run_load(url, cfg, label=label, hub_pid=pid, redis_pid=redis_pid)
+
+
 async def run_null(cfg: LoadConfig, label: str = "null hub") -> dict[str, Any]:
     async with null_hub_subprocess(max_seconds=cfg.seconds + 60) as (url, pid):
         return await run_load(url, cfg, label=label, hub_pid=pid)
@@ -546,6 +617,8 @@ def table(results: list[dict[str, Any]], ratio: dict[str, Any] | None = None) ->
         ("errors", *(str(sum(r["errors"].values())) for r in results)),
         ("driver CPU %", *(str(r.get("driver_cpu_pct", "-")) for r in results)),
         ("hub CPU %", *(str(r.get("hub_cpu_pct", "-")) for r in results)),
+        ("redis CPU %", *(str(r.get("redis_cpu_pct", "-")) for r in results)),
+        ("CPU µs/job driver/hub/redis", *(_per_job(r) for r in results)),
     ]
     if ratio:
         rows.append(("jobs/s ÷ null ceiling", f"{ratio['jobs_per_s']:.3f}", ""))
@@ -561,6 +634,11 @@ def table(results: list[dict[str, Any]], ratio: dict[str, Any] | None = None) ->
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _per_job(r: dict[str, Any]) -> str:
+    per = r.get("cpu_us_per_job", {})
+    return " / ".join(str(per.get(k, "-")) for k in ("driver", "hub", "redis"))
 
 
 def config_line(cfg: LoadConfig) -> str:
@@ -589,8 +667,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     print(f"{mode}: {config_line(cfg)}", flush=True)
     results: list[dict[str, Any]] = []
     ratio = None
-    if args.compare:
-        results.append(await run_load(args.compare, cfg, label="empq"))
+    if args.compare or args.empq:
+        if args.empq:
+            results.append(await run_empq(cfg))
+        else:
+            results.append(await run_load(args.compare, cfg, label="empq"))
         results.append(await run_null(cfg))
         base = results[1]["jobs_per_s"]
         ratio = {
@@ -623,6 +704,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     target.add_argument("--url", default="ws://127.0.0.1:3002", help="hub to load (default %(default)s)")
     target.add_argument("--null", action="store_true", help="start the null hub (subprocess) and load it")
     target.add_argument("--compare", metavar="URL", help="load URL, then the null hub; print the ratio")
+    target.add_argument(
+        "--empq", action="store_true",
+        help="start `empq hub` (embedded Redis, temp dir), load it, then the null hub; ratio and CPU per job",
+    )  # fmt: skip
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=5000, help="total jobs (the run stops after them)")

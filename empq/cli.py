@@ -54,5 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(run(args) or 0)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m empq.cli: use the imported module, where commands register
+    from empq.cli import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,7 @@
+"""``python -m empq``: the same as the ``empq`` command."""
+
+import sys
+
+from empq.cli import main
+
+sys.exit(main())
