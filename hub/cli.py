@@ -13,10 +13,17 @@ from empq.hub.config import HubConfig
 from empq.cli import command
 
 
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535)")
+    return value
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     d = HubConfig()
     p.add_argument("--host", help=f"interface to listen on (EMPQ_HOST, default {d.host})")
-    p.add_argument("--ws-port", type=int, help=f"WebSocket port (EMPQ_WS_PORT, default {d.ws_port})")
+    p.add_argument("--ws-port", type=port_number, help=f"WebSocket port (EMPQ_WS_PORT, default {d.ws_port})")
     p.add_argument(
         "--redis-url", help="Redis URL (EMPQ_REDIS_URL); without it an embedded redis-server is started"
     )
@@ -50,22 +57,26 @@ def run(args: argparse.Namespace) -> int:
     """
     from empq.hub.server import run_hub
 
-    config = HubConfig.from_env(
-        host=args.host,
-        ws_port=args.ws_port,
-        redis_url=args.redis_url,
-        data_dir=args.data_dir,
-        claim_timeout_ms=args.claim_timeout_ms,
-        heartbeat_interval_ms=args.heartbeat_interval_ms,
-        log_level=args.log_level,
-    )
+    try:
+        config = HubConfig.from_env(
+            host=args.host,
+            ws_port=args.ws_port,
+            redis_url=args.redis_url,
+            data_dir=args.data_dir,
+            claim_timeout_ms=args.claim_timeout_ms,
+            heartbeat_interval_ms=args.heartbeat_interval_ms,
+            log_level=args.log_level,
+        )
+    except ValueError as exc:
+        print(f"empq hub: invalid setting: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(run_hub(config))
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:
         print(f"empq hub: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

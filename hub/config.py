@@ -49,11 +49,19 @@ class HubConfig:
         for f in fields(cls):
             raw = env.get(cls.ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
-                values[f.name] = _convert(f.type, raw)
+                try:
+                    values[f.name] = _convert(f.type, raw)
+                except ValueError:
+                    raise ValueError(
+                        f"{cls.ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {f.type}"
+                    ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"])
-        return cls(**values)
+        config = cls(**values)
+        if not 0 <= config.ws_port <= 65535:
+            raise ValueError(f"ws_port {config.ws_port} is not a port (0-65535)")
+        return config
 
 
 def _convert(kind: Any, raw: str) -> Any:

@@ -168,6 +168,7 @@ class HubCore:
         self.queue_alert_active = False
         self._next_registry = 0
         self._next_status = 0
+        self._next_seen = 0
 
     # transport entry points --------------------------------------------------------------
     def new_conn_id(self) -> str:
@@ -255,6 +256,9 @@ class HubCore:
             for event in await self.store.sweep():
                 self._timer_event(event)
             self.mean_processing_time = await self.store.mean_processing_time()
+            if now >= self._next_seen:  # before reaping: a recent frame keeps a worker alive
+                self._next_seen = now + min(1000, self.config.heartbeat_timeout_ms // 4)
+                await self._record_signs_of_life()
             for worker_id in await self.store.reap_workers(now - self.config.heartbeat_timeout_ms):
                 await self.worker_lost(worker_id)
             if now >= self._next_registry:
@@ -269,7 +273,9 @@ class HubCore:
             if now >= sub.next_at and conn_id in self.sessions:
                 sub.next_at = now + sub.interval_ms
                 try:
-                    stats = await self.stats(sub.sections)
+                    stats = await self.stats(
+                        sub.sections, worker_details=_sees_workers(self.sessions[conn_id])
+                    )
                 except (RedisReplyError, OSError):
                     continue
                 self.send(conn_id, protocol.make(StatsUpdate, stats=stats, next_broadcast=sub.next_at))
@@ -348,6 +354,10 @@ class HubCore:
                 self.deliver(worker.conn_id, event["frame"].encode())
         elif kind == "available":
             job_class = self.store.classes.get(event["class_id"])
+            if job_class is None and event.get("class"):  # a class first submitted on that hub
+                job_class = self.store.classes.setdefault(
+                    event["class_id"], JobClass.from_json(event["class"])
+                )
             if job_class is not None:
                 self.notify_workers(event["job_id"], job_class, event.get("customer_id"), event["priority"])
         elif kind == "monitors":
@@ -519,7 +529,12 @@ class HubCore:
             sent = self.notify_workers(job_id, job_class, customer_id, priority)
         if sent < self.config.notify_fanout:
             self.broadcast(
-                "available", job_id=job_id, class_id=class_id, customer_id=customer_id, priority=priority
+                "available",
+                job_id=job_id,
+                class_id=class_id,
+                customer_id=customer_id,
+                priority=priority,
+                **({"class": job_class.to_json().decode()} if job_class is not None else {}),
             )
         return sent
 
@@ -536,7 +551,7 @@ class HubCore:
                 message=f"worker {worker_id} lost: job returned to the queue"
                 if event.kind == "queued"
                 else f"worker {worker_id} lost and no retries left",
-                error=None if event.kind == "queued" else "worker lost",
+                **({} if event.kind == "queued" else {"error": "worker lost"}),  # unset, not null
             )
             self.publish(event.job_id, event.routing, update, event.kind)
             if event.kind == "queued":
@@ -568,7 +583,10 @@ class HubCore:
         self.hub_count = max(1, len(hubs))
         self.peer_hubs = len([h for h in hubs if h != self.hub_id])
         self.global_workers = await self.store.workers()
-        # any frame from a worker is a sign of life: record the latest once a second
+
+    async def _record_signs_of_life(self) -> None:
+        # any frame from a worker is a sign of life: record the latest every min(1 s, heartbeat
+        # timeout / 4), so a worker that keeps talking is never reaped
         seen = [(w.worker_id, w.last_seen) for w in self.workers.values() if w.last_seen > w.recorded_seen]
         for worker_id, at in seen:
             self.workers[worker_id].recorded_seen = at
@@ -620,7 +638,9 @@ class HubCore:
         self._to_monitors(data)
 
     # stats --------------------------------------------------------------------------------
-    async def stats(self, sections: tuple[str, ...] | list[str] | None) -> dict[str, Any]:
+    async def stats(
+        self, sections: tuple[str, ...] | list[str] | None, worker_details: bool = True
+    ) -> dict[str, Any]:
         wanted = tuple(sections) if sections else ALL_SECTIONS
         out: dict[str, Any] = {}
         if "jobs" in wanted:
@@ -640,6 +660,8 @@ class HubCore:
             }
         if "workers" in wanted:
             out["workers"] = await self._worker_stats()
+            if not worker_details:
+                del out["workers"]["workers"]
         if "throughput" in wanted:
             out["throughput"] = {
                 **await self.store.throughput(),
@@ -880,9 +902,11 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
     notified = hub.job_claimable(job_id, job_class.id, customer_id, priority)
     if notified == 0 and not any(
         can_run(w["capabilities"], job_class) and customer_allowed(w["capabilities"], customer_id)
-        for w in (
-            hub.global_workers or {k: {"capabilities": v.capabilities} for k, v in hub.workers.items()}
-        ).values()
+        # every hub's workers as of the last registry refresh, and ours as they are now
+        for w in [
+            *hub.global_workers.values(),
+            *({"capabilities": v.capabilities} for v in hub.workers.values()),
+        ]
     ):
         hub.alert(
             "warning",
@@ -993,7 +1017,9 @@ async def on_claim_job(hub: HubCore, session: Session, msg: Any) -> None:
     worker = hub.workers[session.worker_id or ""]
     worker.notified = False
     want = min(msg.max_jobs or 1, worker.free) if worker.free > 0 else 0
-    claim_timeout = msg.claim_timeout or hub.config.claim_timeout_ms
+    # the model fills the schema's default (30000) when absent: the hub's configured default wins then
+    sent = "claim_timeout" in msg.model_fields_set and msg.claim_timeout
+    claim_timeout = sent or hub.config.claim_timeout_ms
     claimed = []
     if want > 0:
         preferred = [getattr(t, "root", t) for t in msg.preferred_types or ()]
@@ -1282,6 +1308,8 @@ async def on_subscribe_job_notifications(hub: HubCore, session: Session, msg: An
 
 async def on_subscribe_stats(hub: HubCore, session: Session, msg: Any) -> None:
     accepted = Accepted(msg, msg.id)
+    if msg.enabled is not False and _stats_refused(hub, session, msg):
+        return
     if msg.enabled is False:
         hub.stats_subs.pop(session.conn_id, None)
         hub.reply(
@@ -1306,9 +1334,26 @@ async def on_subscribe_stats(hub: HubCore, session: Session, msg: Any) -> None:
     )
 
 
+def _stats_refused(hub: HubCore, session: Session, msg: Any) -> bool:
+    """D14: monitors need view_system_stats; job clients get stats without the per-worker list."""
+    if session.role is Role.MONITOR and "view_system_stats" not in session.permissions:
+        hub.reply(
+            session, Accepted(msg, msg.id), error("PERMISSION_DENIED", "stats need view_system_stats", msg.id)
+        )
+        return True
+    return False
+
+
+def _sees_workers(session: Session) -> bool:
+    return bool(session.permissions & {"view_workers", "view_system_stats"})
+
+
 async def on_request_stats(hub: HubCore, session: Session, msg: Any) -> None:
+    if _stats_refused(hub, session, msg):
+        return
     sections = [s.value for s in msg.include_sections] if msg.include_sections else None
-    hub.reply(session, Accepted(msg, msg.id), protocol.make(StatsResponse, stats=await hub.stats(sections)))
+    stats = await hub.stats(sections, worker_details=_sees_workers(session))
+    hub.reply(session, Accepted(msg, msg.id), protocol.make(StatsResponse, stats=stats))
 
 
 async def on_relay_to_monitors(hub: HubCore, session: Session, msg: Any) -> None:

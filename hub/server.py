@@ -118,12 +118,12 @@ class HubServer:
         url = self.config.redis_url
         if not url:
             self.embedded = EmbeddedRedis(self.config.data_dir)
-            url = await asyncio.to_thread(self.embedded.start)
+            url = self.embedded.start()  # on this thread: a signal during start cannot orphan it
         self.redis = RespClient(url)
         try:
             info = await self.redis.execute("INFO", "server")
         except (OSError, RedisConnectionError) as exc:
-            raise RuntimeError(f"cannot reach Redis at {url}: {exc}") from exc
+            raise RuntimeError(f"cannot reach Redis: {exc}") from exc
         version = next(
             (line.split(":", 1)[1] for line in info.splitlines() if line.startswith("redis_version:")), "?"
         )
@@ -234,14 +234,32 @@ class HubServer:
             await self.redis.close()
             self.redis = None
         if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
+            self.embedded.stop()
             self.embedded = None
 
 
 async def run_hub(config: HubConfig, ready: Any = None) -> None:
-    """Run until SIGTERM/SIGINT; ``ready`` (optional callable) is called with the server once listening."""
+    """Run until SIGTERM/SIGINT; ``ready`` (optional callable) is called with the server once listening.
+
+    A signal during start-up cancels the start, which stops whatever it had started (Redis)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     server = HubServer(config)
-    await server.start()
+    starting = asyncio.current_task()
+
+    def on_signal() -> None:
+        if not stop.is_set() and server.server is None and starting is not None:
+            starting.cancel()
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal)
+    try:
+        await server.start()
+    except asyncio.CancelledError:
+        log.info("stopped while starting")
+        return
     log.info(
         "empq hub %s listening on ws://%s:%d",
         server.core.hub_id if server.core else "?",
@@ -251,11 +269,6 @@ async def run_hub(config: HubConfig, ready: Any = None) -> None:
     log.info("using Redis at %s", server.redis_description)
     if ready is not None:
         ready(server)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
         log.info("shutting down")

@@ -507,7 +507,10 @@ async def test_heartbeat_and_worker_status(peers):
     )
     assert acked["status"] == "processed" and acked["original_type"] == "worker_status"
     client = await peers.client()
-    stats = await client.request("request_stats", "stats_response", include_sections=["workers"])
+    counts_only = await client.request("request_stats", "stats_response", include_sections=["workers"])
+    assert "workers" not in counts_only["stats"]["workers"]  # job clients see counts, not the fleet (D14)
+    monitor = await peers.monitor()
+    stats = await monitor.request("request_stats", "stats_response", include_sections=["workers"])
     (entry,) = [w for w in stats["stats"]["workers"]["workers"] if w["worker_id"] == worker.worker_id]
     assert entry["system_info"]["gpu_usage"] == 85 and entry["load"] == 0.8
 
