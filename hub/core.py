@@ -491,31 +491,27 @@ class HubCore:
         return sent
 
     def _timer_event(self, event: TimerEvent) -> None:
-        routing = event.routing
-        if event.kind == "claim":
-            update = protocol.make(
-                JobUpdate,
-                job_id=event.job_id,
-                status="queued",
-                previous_status="assigned",
-                worker_id=event.worker_id,
-                message="claim timed out: job returned to the queue",
-            )
-            self.to_worker(event.worker_id, update, release=event.job_id)
-            self.publish(event.job_id, routing, update, "queued")
-        elif event.kind == "timeout":
-            update = protocol.make(
-                JobUpdate,
-                job_id=event.job_id,
-                status="timeout",
-                previous_status="in_progress",
-                worker_id=event.worker_id,
-                error="job exceeded its time limit",
-            )
-            self.to_worker(event.worker_id, update, release=event.job_id)
-            self.publish(event.job_id, routing, update, "timeout")
+        """A Redis timer fired: a claim not accepted in time (back to the queue), a job past its
+        time limit (timeout), or a retry whose delay passed (claimable again)."""
+        if event.kind == "retry":
+            self.notify_requeued(event.job_id, event.routing)
             return
-        self.notify_requeued(event.job_id, routing)
+        status, previous, text = {
+            "claim": ("queued", "assigned", {"message": "claim timed out: job returned to the queue"}),
+            "timeout": ("timeout", "in_progress", {"error": "job exceeded its time limit"}),
+        }[event.kind]
+        update = protocol.make(
+            JobUpdate,
+            job_id=event.job_id,
+            status=status,
+            previous_status=previous,
+            worker_id=event.worker_id,
+            **text,
+        )
+        self.to_worker(event.worker_id, update, release=event.job_id)
+        self.publish(event.job_id, event.routing, update, status)
+        if status == "queued":
+            self.notify_requeued(event.job_id, event.routing)
 
     def notify_requeued(self, job_id: str, routing: Routing) -> None:
         """A job became claimable again: tell idle workers (of every hub) as for a new job."""

@@ -550,3 +550,24 @@ async def test_worker_disconnect_hands_jobs_back(peers):
     other = await peers.worker(services=["bye"], subscribe=False)
     (again,) = await claim(other)
     assert again["job_id"] == job["job_id"] and again["retry_count"] == 0
+
+
+async def test_job_past_its_time_limit_ends_in_timeout(peers):
+    client = await peers.client()
+    job = await submit(client, requirements={"service_type": "limit"}, timeout_seconds=0.2)
+    worker = await peers.worker(services=["limit"], subscribe=False)
+    await claim(worker)
+    await worker.send("job_accepted_by_worker", job_id=job["job_id"], worker_id=worker.worker_id)
+    told = await worker.expect("job_update", job_id=job["job_id"], status="timeout", timeout=3)
+    assert told["error"] == "job exceeded its time limit"
+    await client.expect("job_update", job_id=job["job_id"], status="timeout")
+    late = await worker.request(
+        "complete_job",
+        "job_completed_ack",
+        job_id=job["job_id"],
+        worker_id=worker.worker_id,
+        result={"success": True},
+    )
+    assert late["error_code"] == "INVALID_STATE"
+    status = await client.request("request_job_status", "response_job_status", job_id=job["job_id"])
+    assert status["status"] == "timeout"
