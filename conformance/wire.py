@@ -1,0 +1,206 @@
+"""The suite's peer: ``Peer`` (schema-checked frames, backlog) made precise about failures.
+
+Every way a hub can let a case down becomes a ``CaseFailure`` that says what was expected and
+what was received: nothing within the step timeout, a frame of the wrong type answering our
+request, a frame that is not JSON, a frame that violates its schema (with the path and value),
+a closed connection (with the close code).  Closing never waits long: a hub that does not answer
+the closing handshake must not stall the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from empq.conformance.model import CaseFailure, StepTimeout
+from empq.conformance.peer import Peer, WireEntry
+from empq.conformance.schemas import SchemaSet, default_schemas
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+class ConnectionLost(CaseFailure):
+    def __init__(self, peer: str, code: int | None, reason: str = "") -> None:
+        text = f"code {code}" if code is not None else "no close frame"
+        if reason:
+            text += f", reason {reason!r}"
+        super().__init__(
+            f"{peer}: connection closed by the hub ({text})",
+            expected="the connection stays open",
+            received=f"closed ({text})",
+        )
+        self.code = code
+
+
+def summary(frame: dict[str, Any]) -> dict[str, Any]:
+    """A frame shortened for expected/received: its type and correlation fields."""
+    keys = ("type", "job_id", "worker_id", "status", "request_id", "error_code", "progress")
+    return {k: frame[k] for k in keys if k in frame}
+
+
+class SuitePeer(Peer):
+    worker_id: str = ""
+    client_id: str = ""
+    customer_id: str | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        name: str,
+        *,
+        timeout: float,
+        headers: dict[str, str] | None = None,
+        schemas: SchemaSet | None = None,
+    ) -> SuitePeer:
+        ws = await asyncio.wait_for(
+            connect(
+                url,
+                compression=None,
+                additional_headers=headers,
+                max_size=32 * 1024 * 1024,
+                open_timeout=timeout,
+                close_timeout=0.5,
+                ping_interval=None,
+            ),
+            timeout,
+        )
+        return cls(ws=ws, name=name, schemas=schemas or default_schemas(), timeout=timeout)
+
+    async def close(self, graceful: bool = True) -> None:
+        """Close (a hub that does not complete the closing handshake gets 1 s), or just abort."""
+        try:
+            if not graceful:
+                raise TimeoutError
+            await asyncio.wait_for(self.ws.close(), 1.0)
+        except (TimeoutError, OSError, ConnectionClosed):
+            self.ws.transport.abort()
+        if self.reader is not None:
+            self.reader.cancel()
+
+    @property
+    def is_open(self) -> bool:
+        from websockets.protocol import State
+
+        return bool(self.ws.protocol.state is State.OPEN)
+
+    async def send_raw(self, frame: bytes | str | dict[str, Any]) -> None:
+        try:
+            await super().send_raw(frame)
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+            raise ConnectionLost(self.name, code, exc.rcvd.reason if exc.rcvd else "") from None
+
+    async def _read(self, deadline: float) -> dict[str, Any]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        raw = await asyncio.wait_for(self.inbox.get(), remaining)
+        if isinstance(raw, ConnectionClosed):
+            self.inbox.put_nowait(raw)  # stays closed for later reads
+            code = raw.rcvd.code if raw.rcvd else None
+            raise ConnectionLost(self.name, code, raw.rcvd.reason if raw.rcvd else "")
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+            self.wire.append(WireEntry("received", time.time(), text[:2000]))
+            raise CaseFailure(
+                f"{self.name}: received a frame that is not JSON",
+                expected="a JSON object (one message per frame)",
+                received=text[:500],
+            ) from None
+        self.wire.append(WireEntry("received", time.time(), frame))
+        if not isinstance(frame, dict):
+            raise CaseFailure(
+                f"{self.name}: received a frame that is not a JSON object",
+                expected="a JSON object",
+                received=frame,
+            )
+        found = self.schemas.violations(frame)
+        if found:
+            self.violations.append((frame, found))
+            first = found[0]
+            kind = frame.get("type")
+            where = first.path or "(message)"
+            received: dict[str, Any] = {"path": where, "error": first.message, "frame": frame}
+            text = f"{self.name}: {kind} frame violates its schema at {where}: {first.message}"
+            if first.path:  # at the top level the value is the frame itself
+                value = repr(first.value)
+                text += f" (value {value[:160] + '...' if len(value) > 160 else value})"
+                received["value"] = first.value
+            raise CaseFailure(
+                text, expected=f"a frame valid against schemas/messages/{kind}.json", received=received
+            )
+        return frame
+
+    async def wait(
+        self,
+        want: str,
+        match: Predicate,
+        timeout: float | None = None,
+        wrong: Predicate | None = None,
+    ) -> dict[str, Any]:
+        """The first frame (backlog first) for which ``match`` holds; others stay in the backlog.
+
+        ``wrong``: a frame that certainly answers what we are waiting for but is not what we
+        expected (e.g. same request_id, other type): fail at once instead of timing out.
+        """
+        for i, frame in enumerate(self.backlog):
+            if match(frame):
+                return self.backlog.pop(i)
+            if wrong is not None and wrong(frame):
+                self.backlog.pop(i)
+                raise CaseFailure(f"{self.name}: expected {want}", expected=want, received=frame)
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                frame = await self._read(deadline)
+            except TimeoutError:
+                seen = [summary(f) for f in self.backlog[-8:]]
+                got = (
+                    f"; received meanwhile: {[s.get('type') for s in seen]}" if seen else "; nothing received"
+                )
+                raise StepTimeout(
+                    f"{self.name}: no {want} within {limit:g} s{got}",
+                    expected=want,
+                    received=seen or "nothing",
+                ) from None
+            if match(frame):
+                return frame
+            if wrong is not None and wrong(frame):
+                raise CaseFailure(
+                    f"{self.name}: expected {want}, received {frame.get('type')}",
+                    expected=want,
+                    received=frame,
+                )
+            self.backlog.append(frame)
+
+    async def quiet(self, match: Predicate, within: float) -> dict[str, Any] | None:
+        """The first frame matching within ``within`` seconds, or None (no failure on silence)."""
+        try:
+            return await self.wait("(optional)", match, timeout=within)
+        except StepTimeout:
+            return None
+
+    async def wait_closed(self, timeout: float) -> int | None:
+        """Wait until the hub closes the connection: its close code (None without a close frame)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                frame = await self._read(deadline)
+            except ConnectionLost as lost:
+                return lost.code
+            except TimeoutError:
+                raise StepTimeout(
+                    f"{self.name}: connection still open after {timeout:g} s",
+                    expected="the hub closes the connection",
+                    received="still open",
+                ) from None
+            self.backlog.append(frame)
