@@ -353,14 +353,18 @@ def test_help():
 
 
 @pytest.mark.parametrize("module", ["empq", "empq.cli"])
-def test_python_dash_m(module):
-    """``python -m empq`` and ``python -m empq.cli`` run the same CLI, with its commands registered."""
+def test_python_dash_m(module, tmp_path):
+    """``python -m empq`` and ``python -m empq.cli`` run the same CLI, with its commands registered.
+
+    Run outside the checkout: there the source folder ``empq/`` (without ``hub/``, which is
+    installed as ``empq.hub``) would shadow the installed package."""
     result = subprocess.run(
         [sys.executable, "-m", module, "hub", "--help"],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
         env=clean_env(),
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "--ws-port" in result.stdout

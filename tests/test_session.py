@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from empq.hub.session import VALIDITY, Accepted, Refused, Role, Session
 from reference_examples import examples_by_type
 
 from empq import protocol
-from empq.hub.session import VALIDITY, Accepted, Refused, Role, Session
 
 EXAMPLES = {kind: items[0] for kind, items in examples_by_type().items()}
 
@@ -36,9 +36,12 @@ def test_validity_table(role, kind):
     else:
         assert isinstance(outcome, Refused)
         expected = (
-            "NOT_REGISTERED" if role is Role.NEW else
-            "ALREADY_REGISTERED" if VALIDITY[kind] == {Role.NEW} else "PERMISSION_DENIED"
-        )  # fmt: skip
+            "NOT_REGISTERED"
+            if role is Role.NEW
+            else "ALREADY_REGISTERED"
+            if VALIDITY[kind] == {Role.NEW}
+            else "PERMISSION_DENIED"
+        )
         assert outcome.reply.error_code.value == expected
         assert outcome.reply.request_id == "req-1"
 
@@ -75,6 +78,9 @@ def test_schema_violation_names_the_field_and_value():
     frame = dict(EXAMPLES["submit_job"], priority=500, id="p")
     out = s.receive(json.dumps(frame))
     assert isinstance(out, Refused)
-    assert protocol.to_dict(out.reply)["details"] == {"field": "priority", "message": "Input should be less than or equal to 100",
-                                 "provided_value": 500}  # fmt: skip
+    assert protocol.to_dict(out.reply)["details"] == {
+        "field": "priority",
+        "message": "Input should be less than or equal to 100",
+        "provided_value": 500,
+    }
     assert out.reply.request_id == "p"
