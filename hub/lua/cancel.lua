@@ -11,6 +11,7 @@ if prev ~= 'queued' and prev ~= 'assigned' and prev ~= 'accepted' and prev ~= 'i
 end
 local worker = s[2] or ''
 redis.call('ZREM', ARGV[3] .. ':q:' .. s[3], ARGV[2])
+redis.call('ZREM', ARGV[3] .. ':queued', ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])

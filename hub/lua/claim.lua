@@ -46,6 +46,7 @@ for _ = 1, tonumber(ARGV[4]) do
   if best_id == nil then break end
   local job = ARGV[5] .. ':job:' .. best_id
   redis.call('ZREM', best_key, best_id)
+  redis.call('ZREM', ARGV[5] .. ':queued', best_id)
   redis.call('HSET', job, 'status', 'assigned', 'worker_id', ARGV[1], 'assigned_at', now,
              'claim_deadline', deadline)
   redis.call('ZADD', KEYS[1], deadline, best_id)

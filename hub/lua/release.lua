@@ -25,6 +25,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     if outcome == 'queued' then
       redis.call('HSET', job, 'status', 'queued', 'worker_id', '', 'retry_count', retries, 'progress', 0)
       redis.call('ZADD', ARGV[3] .. ':q:' .. s[4], s[3], id)
+      redis.call('ZADD', ARGV[3] .. ':queued', s[3], id)
       redis.call('HINCRBY', KEYS[4], 'queued', 1)
     else
       redis.call('HSET', job, 'status', 'failed', 'worker_id', '', 'completed_at', ARGV[2],

@@ -7,10 +7,7 @@ if #fields == 0 then return fields end
 local s = redis.call('HMGET', KEYS[1], 'status', 'score', 'class')
 local position = 0
 if s[1] == 'queued' and redis.call('ZSCORE', ARGV[1] .. ':q:' .. s[3], ARGV[2]) then
-  position = 1
-  for _, class in ipairs(redis.call('HKEYS', KEYS[2])) do
-    position = position + redis.call('ZCOUNT', ARGV[1] .. ':q:' .. class, '-inf', '(' .. s[2])
-  end
+  position = 1 + redis.call('ZCOUNT', ARGV[1] .. ':queued', '-inf', '(' .. s[2])
 end
 table.insert(fields, '__position')
 table.insert(fields, position)

@@ -8,13 +8,12 @@ local seq = redis.call('INCR', KEYS[5])
 local score = (100 - tonumber(ARGV[3])) * 1099511627776 + seq
 redis.call('HSET', KEYS[1], 'status', 'queued', 'score', score, 'class', ARGV[1], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[2], score, ARGV[5])
+redis.call('ZADD', ARGV[4] .. ':queued', score, ARGV[5])
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 1 then
   redis.call('INCR', KEYS[4])
 end
 redis.call('HINCRBY', KEYS[6], 'queued', 1)
--- 1-based position among every queued job, of any class, that would be served first
-local position = 1
-for _, class in ipairs(redis.call('HKEYS', KEYS[3])) do
-  position = position + redis.call('ZCOUNT', ARGV[4] .. ':q:' .. class, '-inf', '(' .. score)
-end
+-- 1-based position among every claimable job, of any class, that would be served first
+-- (the global index P:queued holds every job of every class queue, with the same score)
+local position = 1 + redis.call('ZCOUNT', ARGV[4] .. ':queued', '-inf', '(' .. score)
 return {seq, position, tonumber(redis.call('GET', KEYS[4]) or '0')}

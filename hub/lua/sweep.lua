@@ -20,6 +20,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
   if s[1] == 'assigned' then
     redis.call('HSET', job, 'status', 'queued', 'worker_id', '')
     redis.call('ZADD', prefix .. ':q:' .. s[4], s[3], id)
+    redis.call('ZADD', prefix .. ':queued', s[3], id)
     redis.call('SREM', prefix .. ':wjobs:' .. s[2], id)
     redis.call('HINCRBY', KEYS[4], 'assigned', -1)
     redis.call('HINCRBY', KEYS[4], 'queued', 1)
@@ -32,6 +33,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0
   local s = redis.call('HMGET', job, 'status', 'score', 'class')
   if s[1] == 'queued' then
     redis.call('ZADD', prefix .. ':q:' .. s[3], s[2], id)
+    redis.call('ZADD', prefix .. ':queued', s[2], id)
     redis.call('HDEL', job, 'retry_at')
     emit('retry', id, '', job)
   end
