@@ -25,7 +25,7 @@ def command(name: str, configure: Callable[[argparse.ArgumentParser], None]) -> 
     return register
 
 
-COMMAND_MODULES = ("empq.hub.cli", "empq.conformance.cli")
+COMMAND_MODULES = ("empq.hub.cli", "empq.commands", "empq.conformance.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
