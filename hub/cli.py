@@ -37,6 +37,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         help=f"expected heartbeat cadence (default {d.heartbeat_interval_ms})",
     )
     p.add_argument("--log-level", help="debug, info, warning (EMPQ_LOG_LEVEL, default info)")
+    p.add_argument("--tls-cert", help="certificate (PEM) to serve wss:// (EMPQ_TLS_CERT)")
+    p.add_argument("--tls-key", help="private key (PEM) for --tls-cert (EMPQ_TLS_KEY)")
+    p.add_argument(
+        "--auth-file", help="JSON token file: role, customer binding, permissions (EMPQ_AUTH_FILE)"
+    )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -66,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
             claim_timeout_ms=args.claim_timeout_ms,
             heartbeat_interval_ms=args.heartbeat_interval_ms,
             log_level=args.log_level,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            auth_file=args.auth_file,
         )
     except ValueError as exc:
         print(f"empq hub: invalid setting: {exc}", file=sys.stderr)
