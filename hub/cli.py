@@ -25,6 +25,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help=f"interface to listen on (EMPQ_HOST, default {d.host})")
     p.add_argument("--ws-port", type=port_number, help=f"WebSocket port (EMPQ_WS_PORT, default {d.ws_port})")
     p.add_argument(
+        "--http-port",
+        type=int,
+        help=f"HTTP API, /metrics and dashboard port (EMPQ_HTTP_PORT, default {d.http_port}; -1 = off)",
+    )
+    p.add_argument(
         "--redis-url", help="Redis URL (EMPQ_REDIS_URL); without it an embedded redis-server is started"
     )
     p.add_argument("--data-dir", help=f"embedded Redis data dir (EMPQ_DATA_DIR, default {d.data_dir})")
@@ -66,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         config = HubConfig.from_env(
             host=args.host,
             ws_port=args.ws_port,
+            http_port=args.http_port,
             redis_url=args.redis_url,
             data_dir=args.data_dir,
             claim_timeout_ms=args.claim_timeout_ms,

@@ -12,6 +12,7 @@ from typing import Any
 class HubConfig:
     host: str = "127.0.0.1"
     ws_port: int = 3002
+    http_port: int = 3001  # HTTP API, /metrics, dashboard; 0 = any free port, -1 = off
     redis_url: str | None = None  # None: start an embedded redis-server
     data_dir: Path = field(default_factory=lambda: Path(".empq"))
     key_prefix: str = "{empq}"  # one hash tag: every key in one Redis Cluster slot
@@ -61,6 +62,8 @@ class HubConfig:
         config = cls(**values)
         if not 0 <= config.ws_port <= 65535:
             raise ValueError(f"ws_port {config.ws_port} is not a port (0-65535)")
+        if not -1 <= config.http_port <= 65535:
+            raise ValueError(f"http_port {config.http_port} is not a port (0-65535, -1 = off)")
         return config
 
 

@@ -48,6 +48,7 @@ from empq.generated.messages.worker_registered import WorkerRegistered
 from empq.hub.auth import Authenticator
 from empq.hub.config import HubConfig
 from empq.hub.matching import JobClass, can_run, customer_allowed
+from empq.hub.metrics import HubMetrics
 from empq.hub.resp import RedisReplyError
 from empq.hub.session import Accepted, Refused, Role, Session, error
 from empq.hub.store import JobStore, Routing, StoreError, TimerEvent
@@ -160,6 +161,7 @@ class HubCore:
         self._conn_ids = itertools.count(1)
         self._sub_ids = itertools.count(1)
         self.auth = Authenticator.from_config(config)
+        self.metrics = HubMetrics()  # /metrics: the handlers below report their events to it
         self.bus_channel = f"{store.p}:bus"
         self.peer_hubs = 0  # other live hubs on this Redis: job events go over the bus when > 0
         self.hub_count = 1
@@ -208,9 +210,15 @@ class HubCore:
 
     async def dispatch(self, session: Session, accepted: Accepted) -> None:
         message = accepted.message
+        self.metrics.message_in(message.type)
         try:
             await COMMANDS[message.type](self, session, message)
         except StoreError as exc:
+            held = exc.code == "INVALID_STATE" and exc.status in ("assigned", "accepted", "in_progress")
+            if session.worker_id and message.job_id and not held:
+                # Redis says the worker does not hold the job (any more): neither may its slot
+                # here, e.g. a complete_job retried after a reply lost in a Redis restart
+                _release_slot(self, session.worker_id, message.job_id)
             text = {
                 "JOB_NOT_FOUND": f"no job {message.job_id}",
                 "NOT_JOB_HOLDER": f"worker {session.worker_id} does not hold job {message.job_id}",
@@ -550,6 +558,9 @@ class HubCore:
                 **({} if event.kind == "queued" else {"error": "worker lost"}),  # unset, not null
             )
             self.publish(event.job_id, event.routing, update, event.kind)
+            self.metrics.job_failed(event.routing.job_type, retry=event.kind == "queued")
+            if worker_id not in self.workers:  # connected to another hub: it frees the slot, tells it
+                self.to_worker(worker_id, update, release=event.job_id)
             if event.kind == "queued":
                 self.notify_requeued(event.job_id, event.routing)
         self.alert(
@@ -578,7 +589,7 @@ class HubCore:
         hubs = await self.store.hubs(within_ms=max(5000, 5 * self.config.sweep_interval_ms))
         self.hub_count = max(1, len(hubs))
         self.peer_hubs = len([h for h in hubs if h != self.hub_id])
-        self.global_workers = await self.store.workers()
+        self.global_workers = await self.store.worker_capabilities()  # one reply, whatever the count
 
     async def _record_signs_of_life(self) -> None:
         # any frame from a worker is a sign of life: record the latest every min(1 s, heartbeat
@@ -895,6 +906,7 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
             "created_at": now_ms(),
         },
     )
+    hub.metrics.job_submitted(msg.job_type)
     notified = hub.job_claimable(job_id, job_class.id, customer_id, priority)
     if notified == 0 and not any(
         can_run(w["capabilities"], job_class) and customer_allowed(w["capabilities"], customer_id)
@@ -1019,7 +1031,9 @@ async def on_claim_job(hub: HubCore, session: Session, msg: Any) -> None:
     claimed = []
     if want > 0:
         preferred = [getattr(t, "root", t) for t in msg.preferred_types or ()]
+        started = time.perf_counter()
         claimed = await hub.store.claim(worker.worker_id, worker.capabilities, want, claim_timeout, preferred)
+        hub.metrics.claim_served(time.perf_counter() - started)
     for job in claimed:
         worker.held.add(job.job_id)
         fields: dict[str, Any] = {
@@ -1088,6 +1102,7 @@ async def on_complete_job(hub: HubCore, session: Session, msg: Any) -> None:
     worker_id = session.worker_id or ""
     result = protocol.to_dict(msg.result)
     t = await hub.store.complete(worker_id, msg.job_id, orjson.dumps(result), msg.processing_time)
+    hub.metrics.job_completed(t.routing.job_type, t.extra[0])
     _release_slot(hub, worker_id, msg.job_id)
     hub.reply(
         session, Accepted(msg, msg.id), protocol.make(JobCompletedAck, job_id=msg.job_id, worker_id=worker_id)
@@ -1120,6 +1135,7 @@ async def on_fail_job(hub: HubCore, session: Session, msg: Any) -> None:
     outcome, delay_ms, retries = t.extra
     _release_slot(hub, worker_id, msg.job_id)
     retry = outcome == "retry"
+    hub.metrics.job_failed(t.routing.job_type, retry)
     hub.reply(
         session,
         Accepted(msg, msg.id),
@@ -1354,6 +1370,8 @@ async def on_request_stats(hub: HubCore, session: Session, msg: Any) -> None:
 
 async def on_relay_to_monitors(hub: HubCore, session: Session, msg: Any) -> None:
     """service_request and connector_ws_status: recorded and relayed to monitors."""
+    # a known field sent as null passes the models but not the schemas: neither kept nor relayed
+    msg.__pydantic_fields_set__ -= {k for k in type(msg).model_fields if getattr(msg, k) is None}
     worker = hub.workers.get(session.worker_id or "")
     if worker is not None and msg.type == "connector_ws_status":
         status = dict(worker.connector_status or {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import ssl
@@ -105,6 +106,7 @@ class HubServer:
         self.server: Server | None = None
         self.subscriber: RespSubscriber | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self.http: Any = None  # empq.hub.http.HttpApi when the HTTP API is on
         self.redis_description = ""
 
     async def start(self) -> None:
@@ -157,7 +159,32 @@ class HubServer:
             raise RuntimeError(
                 f"cannot listen on {self.config.host}:{self.config.ws_port}: {exc.strerror}"
             ) from exc
+        await self._start_http()
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def _start_http(self) -> None:
+        """The HTTP API (REST, /metrics, dashboard) on the same core; every frame the core sends
+        now goes through the metered outbox."""
+        from empq.hub.http import HttpApi
+        from empq.hub.metrics import MeteredOutbox
+
+        assert self.core is not None
+        outbox = MeteredOutbox(self.outbox, self.core.metrics)
+        self.core.outbox = outbox
+        if self.config.http_port < 0:
+            return
+        http = HttpApi(self.core, outbox, self.port, bool(self.config.tls_cert))
+        try:
+            await http.serve(self.config.host, self.config.http_port)
+        except OSError as exc:
+            log.error(
+                "HTTP API off: cannot listen on %s:%d: %s",
+                self.config.host,
+                self.config.http_port,
+                exc.strerror,
+            )
+            return
+        self.http = http
 
     def _tls(self) -> ssl.SSLContext | None:
         if not (self.config.tls_cert or self.config.tls_key):
@@ -203,6 +230,8 @@ class HubServer:
         """Tell every peer (server_disconnect), stop accepting, close, let Redis writes finish."""
         if self._ticker is not None:
             self._ticker.cancel()
+        if self.http is not None:
+            await self.http.stop()
         if self.server is not None:
             message = protocol.encode(
                 protocol.make(
@@ -238,6 +267,17 @@ class HubServer:
             self.embedded = None
 
 
+def tune_gc() -> None:
+    """Rarer garbage collections: each connection keeps ~80 objects alive, so with 10,000 workers
+    a full collection walks ~800k objects and stalls the loop for about a second; at the default
+    thresholds that came every ~7 s under heartbeats alone (bench/idle_workers.py). Fewer young
+    collections promote far fewer in-flight objects, so full ones come minutes apart. What start-up
+    made (modules, models) lives as long as the process: frozen, never walked again."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def run_hub(config: HubConfig, ready: Any = None) -> None:
     """Run until SIGTERM/SIGINT; ``ready`` (optional callable) is called with the server once listening.
 
@@ -267,6 +307,9 @@ async def run_hub(config: HubConfig, ready: Any = None) -> None:
         server.port,
     )
     log.info("using Redis at %s", server.redis_description)
+    if server.http is not None:
+        log.info("HTTP API, /metrics and dashboard on http://%s:%d/", config.host, server.http.port)
+    tune_gc()
     if ready is not None:
         ready(server)
     try:

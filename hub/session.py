@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import orjson
+import pydantic_core
 from empq.generated.defs.base import BaseMessage
 from empq.generated.messages.error import Error
 from empq.generated.messages.unknown import Unknown
@@ -117,9 +117,9 @@ class Session:
         return Accepted(message, request_id)
 
     def _explain(self, exc: ValidationError, frame: bytes | str) -> Refused:
-        try:
-            data = orjson.loads(frame)
-        except orjson.JSONDecodeError:
+        try:  # the parser that refused it (jiter): orjson would also refuse valid JSON (1e999, huge ints)
+            data = pydantic_core.from_json(frame)
+        except ValueError:
             return Refused(
                 error("INVALID_PARAMETERS", "frame is not valid JSON", None, protocol.error_details(exc))
             )

@@ -29,6 +29,7 @@ SCRIPTS = (
     "status",
     "release",
     "reap",
+    "capabilities",
 )
 
 
@@ -94,6 +95,7 @@ class JobStore:
         self.p = prefix
         self.classes: dict[str, JobClass] = {}
         self.classes_version = -1
+        self._parsed_capabilities: dict[str, dict[str, Any]] = {}  # capabilities JSON -> parsed
 
     # keys -------------------------------------------------------------------------------
     def job_key(self, job_id: str) -> str:
@@ -307,6 +309,40 @@ class JobStore:
     async def counts(self) -> dict[str, int]:
         return {name: int(v) for name, v in _pairs(await self.batch.command("HGETALL", self.key("counts")))}
 
+    async def list_jobs(
+        self, before: int | None, batch: int, fields: tuple[str, ...]
+    ) -> list[tuple[int, str, list[str | None]]]:
+        """Up to ``batch`` jobs, newest first, submitted before sequence number ``before`` (None:
+        from the newest), from the ``P:jobs`` index: (seq, job id, the requested hash fields)."""
+        top = f"({before}" if before is not None else "+inf"
+        flat = await self.batch.command(
+            "ZRANGE", self.key("jobs"), top, "-inf", "BYSCORE", "REV", "LIMIT", 0, batch, "WITHSCORES"
+        )
+        page = [(str(job_id), int(float(score))) for job_id, score in _pairs(flat)]
+        values = await asyncio.gather(
+            *(self.batch.command("HMGET", self.job_key(job_id), *fields) for job_id, _ in page)
+        )
+        return [(seq, job_id, list(v)) for (job_id, seq), v in zip(page, values, strict=True)]
+
+    async def queue_depths(self, bands: list[tuple[int, int]]) -> list[int]:
+        """Claimable jobs (every class, all hubs) per priority band (lo, hi inclusive), from
+        ``P:queued`` whose score is (100 - priority) * 2^40 + seq."""
+        unit = 1 << 40
+        return [
+            int(n)
+            for n in await asyncio.gather(
+                *(
+                    self.batch.command(
+                        "ZCOUNT", self.key("queued"), (100 - hi) * unit, f"({(101 - lo) * unit}"
+                    )
+                    for lo, hi in bands
+                )
+            )
+        ]
+
+    async def live_workers(self) -> int:
+        return int(await self.batch.command("ZCARD", self.key("workers")))
+
     # workers and hubs (shared registry: stats and liveness across hubs) ------------------------
     def worker_key(self, worker_id: str) -> str:
         return f"{self.p}:worker:{worker_id}"
@@ -353,6 +389,23 @@ class JobStore:
                 "telemetry": orjson.loads(fields["telemetry"]) if "telemetry" in fields else {},
                 "last_seen": int(float(last_seen)),
             }
+        return out
+
+    async def worker_capabilities(self) -> dict[str, dict[str, Any]]:
+        """Every registered worker (all hubs) with only its capabilities, in one round trip and one
+        reply (``workers`` costs a command, a future and a JSON parse per worker: with 10,000
+        workers, done every second, that stalled the event loop for hundreds of ms). Identical
+        capability documents are parsed once."""
+        flat = await self.batch.script("capabilities", [self.key("workers")], [self.p])
+        parsed = self._parsed_capabilities
+        out: dict[str, dict[str, Any]] = {}
+        for worker_id, raw in _pairs(flat):
+            capabilities = parsed.get(raw)
+            if capabilities is None:
+                capabilities = parsed[raw] = orjson.loads(raw) if raw else {}
+            out[worker_id] = {"capabilities": capabilities}
+        if len(parsed) > 2 * len(out) + 100:  # forget documents no worker has any more
+            self._parsed_capabilities = {}
         return out
 
     async def record_service_request(self, frame: bytes, keep: int = 1000) -> None:

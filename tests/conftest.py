@@ -44,6 +44,7 @@ def hub_config(redis_url, **overrides):
 
     settings = dict(
         ws_port=0,
+        http_port=0,
         redis_url=redis_url,
         key_prefix=f"{{t-{uuid.uuid4().hex[:10]}}}",
         sweep_interval_ms=20,

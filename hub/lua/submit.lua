@@ -9,6 +9,7 @@ local score = (100 - tonumber(ARGV[3])) * 1099511627776 + seq
 redis.call('HSET', KEYS[1], 'status', 'queued', 'score', score, 'class', ARGV[1], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[2], score, ARGV[5])
 redis.call('ZADD', ARGV[4] .. ':queued', score, ARGV[5])
+redis.call('ZADD', ARGV[4] .. ':jobs', seq, ARGV[5])  -- every job, by submission (HTTP listing)
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 1 then
   redis.call('INCR', KEYS[4])
 end

@@ -1,0 +1,627 @@
+"""The hub's HTTP API (starlette on uvicorn, in the hub's event loop): REST, /metrics, dashboard.
+
+No second copy of the logic: each API request opens a short-lived in-process connection to the
+same ``HubCore`` (a conn id whose frames ``MeteredOutbox`` diverts to a list instead of a socket),
+registers it with the request's bearer token (``Authorization: Bearer`` or ``?token=``) exactly as
+a WebSocket peer would, sends the protocol message built from the request, takes the reply whose
+``request_id`` matches, and disconnects.  Auth, validation, customer isolation and error details
+are therefore the WebSocket's; protocol error codes map to HTTP statuses (``STATUS``).
+
+``GET /api/jobs`` is the one read the protocol lacks: it pages through the ``P:jobs`` index
+(``JobStore.list_jobs``) and keeps what ``HubCore.visible`` lets the registered session see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import logging
+import socket
+from collections.abc import AsyncIterator, Iterator
+from importlib import resources
+from typing import Any
+
+import orjson
+import uvicorn
+from empq.generated.defs.stats import WorkerCounts
+from empq.generated.messages.cancel_job import CancelJob
+from empq.generated.messages.error import Error
+from empq.generated.messages.job_accepted import JobAccepted
+from empq.generated.messages.job_cancelled import JobCancelled
+from empq.generated.messages.response_job_status import ResponseJobStatus
+from empq.generated.messages.stats_response import StatsResponse
+from empq.generated.messages.submit_job import SubmitJob
+from empq.hub.auth import ALL_PERMISSIONS, handshake_token
+from empq.hub.core import HubCore, now_ms
+from empq.hub.metrics import MeteredOutbox
+from empq.hub.session import Session, error
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+import empq
+from empq import protocol
+
+log = logging.getLogger("empq.hub.http")
+
+STATUS = {
+    "INVALID_PARAMETERS": 422,
+    "AUTH_FAILED": 401,
+    "PERMISSION_DENIED": 403,
+    "JOB_NOT_FOUND": 404,
+    "INVALID_STATE": 409,
+    "SERVICE_UNAVAILABLE": 503,
+    "INTERNAL_ERROR": 500,
+}
+JOB_STATUSES = (
+    "queued",
+    "assigned",
+    "accepted",
+    "in_progress",
+    "completed",
+    "failed",
+    "cancelled",
+    "timeout",
+)
+LIST_FIELDS = (
+    "status",
+    "job_type",
+    "priority",
+    "customer_id",
+    "client_id",
+    "worker_id",
+    "progress",
+    "created_at",
+)
+MAX_LIMIT = 500
+DEFAULT_CLIENT_ID = "http-api"
+
+
+class ApiError(Exception):
+    def __init__(self, message: dict[str, Any]) -> None:
+        super().__init__(message.get("error_code"))
+        self.message = message
+
+    @property
+    def status(self) -> int:
+        return STATUS.get(str(self.message.get("error_code")), 400)
+
+
+def _invalid(text: str, field: str, value: Any) -> ApiError:
+    shown = value if isinstance(value, (str, int, float, bool)) or value is None else repr(value)[:200]
+    return ApiError(
+        protocol.to_dict(error("INVALID_PARAMETERS", text, None, {"field": field, "provided_value": shown}))
+    )
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+class HttpApi:
+    """The ASGI app and the bridge into the core; ``serve``/``stop`` run it under uvicorn."""
+
+    def __init__(self, core: HubCore, outbox: MeteredOutbox, ws_port: int, ws_tls: bool) -> None:
+        self.core = core
+        self.outbox = outbox
+        self.ws_port = ws_port
+        self.ws_tls = ws_tls
+        self._ids = itertools.count(1)
+        self.server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.port = 0
+        static = resources.files("empq.hub") / "static"
+        routes = [
+            Route("/health", self.health),
+            Route("/openapi.json", self.openapi),
+            Route("/metrics", self.metrics),
+            Route("/api/jobs", self.jobs, methods=["GET", "POST"]),
+            Route("/api/jobs/{job_id:path}/cancel", self.cancel_job, methods=["POST"]),
+            Route("/api/jobs/{job_id:path}", self.job_status, methods=["GET"]),
+            Route("/api/workers", self.workers),
+            Route("/api/stats", self.stats),
+            Route("/", self.dashboard),
+            Route("/dashboard", self.dashboard),
+            Route("/dashboard/config.json", self.dashboard_config),
+            Mount("/static", app=StaticFiles(directory=str(static))),
+        ]
+        self.app = Starlette(
+            routes=routes,
+            exception_handlers={HTTPException: self._http_error, ApiError: self._api_error},  # type: ignore[dict-item]
+        )
+
+    # running ----------------------------------------------------------------------------
+    async def serve(self, host: str, port: int) -> None:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.listen(1024)
+        sock.setblocking(False)
+        self.port = int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan="off", access_log=False, proxy_headers=False
+        )
+        self.server = _QuietServer(config)
+        self._task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[sock]))
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("HTTP server stopped while starting")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        if self.server is not None and self._task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 5)
+
+    # the bridge ---------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def session(self, request: Request, prefer: str) -> AsyncIterator[Session]:
+        """A registered in-process connection for one request.  Its role: the token's (a job
+        client or monitor token), else ``prefer`` (open dev mode; or the registration fails)."""
+        core = self.core
+        token = handshake_token(str(request.url), request.headers.get("authorization"))
+        role = prefer
+        grant = core.auth.tokens.get(token or "")
+        if grant is not None:
+            if grant.role == "worker":
+                raise ApiError(
+                    protocol.to_dict(error("PERMISSION_DENIED", "worker tokens cannot use the HTTP API"))
+                )
+            role = grant.role
+        conn_id = f"http-{core.hub_id}-{next(self._ids)}"
+        self.outbox.divert[conn_id] = []
+        core.connect(conn_id, token)
+        try:
+            fields: dict[str, Any] = {
+                "client_type": role,
+                "client_id": request.headers.get("x-client-id") or DEFAULT_CLIENT_ID,
+            }
+            if role == "monitor":
+                fields["permissions"] = sorted(ALL_PERMISSIONS)  # intersected with the token's
+            await self.exchange(conn_id, "register_client", fields)
+            yield core.sessions[conn_id]
+        finally:
+            self.outbox.divert.pop(conn_id, None)
+            await core.disconnected(conn_id)
+
+    async def exchange(self, conn_id: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Send one message on the connection; its reply (an ``error`` raises ``ApiError``)."""
+        request_id = f"http-{next(self._ids)}"
+        frame = orjson.dumps({**fields, "type": kind, "id": request_id, "timestamp": now_ms()})
+        sink = self.outbox.divert[conn_id]
+        start = len(sink)
+        await self.core.receive(conn_id, frame)
+        for data in sink[start:]:
+            reply = orjson.loads(data)
+            if reply.get("request_id") not in (request_id, None):
+                continue
+            if reply.get("type") == "error":
+                raise ApiError(reply)
+            if reply.get("request_id") == request_id:
+                return dict(reply)
+        raise ApiError(protocol.to_dict(error("INTERNAL_ERROR", f"no reply to {kind}")))
+
+    async def call(self, request: Request, prefer: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        async with self.session(request, prefer) as session:
+            return await self.exchange(session.conn_id, kind, fields)
+
+    # endpoints ----------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        body: dict[str, Any] = {
+            "status": "ok",
+            "redis": "ok",
+            "version": empq.__version__,
+            "server_version": self.core.config.server_version,
+            "hub_id": self.core.hub_id,
+        }
+        try:
+            await asyncio.wait_for(self.core.store.batch.command("PING"), 2)
+        except Exception as exc:  # noqa: BLE001 - any failure means Redis is not usable
+            body.update(status="unavailable", redis=f"unreachable: {exc or type(exc).__name__}")
+            return _json(body, 503)
+        return _json(body)
+
+    async def openapi(self, request: Request) -> Response:
+        return _json(openapi_document())
+
+    async def metrics(self, request: Request) -> Response:
+        text = await self.core.metrics.render(self.core)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def jobs(self, request: Request) -> Response:
+        return await (self.submit_job if request.method == "POST" else self.list_jobs)(request)
+
+    async def submit_job(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            raise _invalid(
+                "request body is not valid JSON", "(body)", raw[:200].decode("utf-8", "replace")
+            ) from None
+        if not isinstance(body, dict):
+            raise _invalid("the body must be a JSON object (the submit_job fields)", "(body)", body)
+        return _json(await self.call(request, "job_client", "submit_job", body), 201)
+
+    async def job_status(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        return _json(await self.call(request, "job_client", "request_job_status", {"job_id": job_id}))
+
+    async def cancel_job(self, request: Request) -> Response:
+        fields: dict[str, Any] = {"job_id": request.path_params["job_id"]}
+        raw = await request.body()
+        if raw:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise _invalid(
+                    "request body is not valid JSON", "(body)", raw[:200].decode("utf-8", "replace")
+                ) from None
+            if not isinstance(body, dict):
+                raise _invalid("the body must be a JSON object", "(body)", body)
+            if "reason" in body:
+                fields["reason"] = body["reason"]
+        return _json(await self.call(request, "job_client", "cancel_job", fields))
+
+    async def workers(self, request: Request) -> Response:
+        async with self.session(request, "monitor") as session:
+            reply = await self.exchange(session.conn_id, "request_stats", {"include_sections": ["workers"]})
+        workers = reply["stats"]["workers"]
+        if "workers" not in workers:  # a job client: counts without the per-worker list (D14)
+            raise ApiError(protocol.to_dict(error("PERMISSION_DENIED", "the worker list needs view_workers")))
+        return _json(workers)
+
+    async def stats(self, request: Request) -> Response:
+        return _json(await self.call(request, "monitor", "request_stats", {}))
+
+    async def list_jobs(self, request: Request) -> Response:
+        q = request.query_params
+        status = q.get("status")
+        if status is not None and status not in JOB_STATUSES:
+            raise _invalid(f"status must be one of {', '.join(JOB_STATUSES)}", "status", status)
+        job_type = q.get("job_type")
+        limit = _int_param(q.get("limit"), "limit", 50, 1, MAX_LIMIT) or 50
+        cursor = _int_param(q.get("cursor"), "cursor", None, 0, 2**62)
+        jobs: list[dict[str, Any]] = []
+        next_cursor: str | None = None
+        async with self.session(request, "job_client") as session:
+            before = cursor
+            batch = max(100, 2 * limit)
+            while len(jobs) < limit:
+                page = await self.core.store.list_jobs(before, batch, LIST_FIELDS)
+                for seq, job_id, values in page:
+                    before = seq
+                    job = dict(zip(LIST_FIELDS, values, strict=True))
+                    if job["status"] is None or job["client_id"] is None:
+                        continue  # gone, or a hash without its fields
+                    if status is not None and job["status"] != status:
+                        continue
+                    if job_type is not None and job["job_type"] != job_type:
+                        continue
+                    if not self.core.visible(session, job["customer_id"] or None, job["client_id"]):
+                        continue
+                    jobs.append(_summary(job_id, job))
+                    if len(jobs) == limit:
+                        next_cursor = str(seq)
+                        break
+                if len(page) < batch:
+                    break
+        return _json({"jobs": jobs, "next_cursor": next_cursor})
+
+    async def dashboard(self, request: Request) -> Response:
+        page = (resources.files("empq.hub") / "static" / "dashboard.html").read_text(encoding="utf-8")
+        return HTMLResponse(page)
+
+    async def dashboard_config(self, request: Request) -> Response:
+        return _json({"ws_port": self.ws_port, "ws_scheme": "wss" if self.ws_tls else "ws"})
+
+    # errors -------------------------------------------------------------------------------
+    async def _api_error(self, request: Request, exc: ApiError) -> Response:
+        return _json(exc.message, exc.status)
+
+    async def _http_error(self, request: Request, exc: HTTPException) -> Response:
+        code = {404: "JOB_NOT_FOUND" if request.url.path.startswith("/api/jobs") else "NOT_FOUND"}.get(
+            exc.status_code, "INVALID_PARAMETERS"
+        )
+        body = protocol.to_dict(error(code, str(exc.detail)))
+        return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the hub owns SIGTERM/SIGINT and stops us."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _int_param(raw: str | None, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _invalid(f"{name} must be an integer", name, raw) from None
+    if not lo <= value <= hi:
+        raise _invalid(f"{name} must be between {lo} and {hi}", name, value)
+    return value
+
+
+def _summary(job_id: str, job: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "job_id": job_id,
+        "status": job["status"],
+        "job_type": job["job_type"],
+        "priority": int(job["priority"] or 0),
+        "progress": float(job["progress"] or 0),
+        "created_at": int(job["created_at"] or 0),
+    }
+    for name in ("customer_id", "worker_id"):
+        if job[name]:
+            out[name] = job[name]
+    return out
+
+
+# OpenAPI ------------------------------------------------------------------------------------
+REF = "#/components/schemas/{model}"
+
+
+def _error_responses(*codes: int) -> dict[str, Any]:
+    names = {
+        401: "Authentication failed (AUTH_FAILED)",
+        403: "Not allowed (PERMISSION_DENIED)",
+        404: "No such job, or not visible to this token (JOB_NOT_FOUND)",
+        409: "The job's state does not allow it (INVALID_STATE)",
+        422: "Invalid parameters (INVALID_PARAMETERS: details.field, details.provided_value)",
+        503: "Storage unavailable (SERVICE_UNAVAILABLE)",
+    }
+    return {
+        str(code): {
+            "description": names[code],
+            "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
+        }
+        for code in codes
+    }
+
+
+def _ok(model: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}},
+    }
+
+
+_DOCUMENT: dict[str, Any] | None = None
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document; schemas are the generated models' (``schemas/``) JSON Schema."""
+    global _DOCUMENT
+    if _DOCUMENT is not None:
+        return _DOCUMENT
+    models: list[tuple[type[BaseModel], Any]] = [
+        (SubmitJob, "validation"),
+        (JobAccepted, "serialization"),
+        (ResponseJobStatus, "serialization"),
+        (JobCancelled, "serialization"),
+        (StatsResponse, "serialization"),
+        (WorkerCounts, "serialization"),
+        (Error, "serialization"),
+    ]
+    keys, top = models_json_schema(models, ref_template=REF)
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    names = {model: keys[(model, mode)]["$ref"].rsplit("/", 1)[1] for model, mode in models}
+    body = copy.deepcopy(schemas[names[SubmitJob]])
+    for name in ("type", "timestamp", "id", "request_id", "source", "worker_id"):
+        body["properties"].pop(name, None)
+    body["required"] = [r for r in body.get("required", []) if r in body["properties"]]
+    body["title"] = "SubmitJobBody"
+    body["description"] = "The submit_job fields (type, id and timestamp are set by the HTTP API)."
+    schemas["SubmitJobBody"] = body
+    schemas["JobSummary"] = {
+        "type": "object",
+        "required": ["job_id", "status", "job_type", "priority", "progress", "created_at"],
+        "properties": {
+            "job_id": {"type": "string"},
+            "status": {"type": "string", "enum": list(JOB_STATUSES)},
+            "job_type": {"type": "string"},
+            "priority": {"type": "integer"},
+            "progress": {"type": "number"},
+            "created_at": {"type": "integer"},
+            "customer_id": {"type": "string"},
+            "worker_id": {"type": "string"},
+        },
+    }
+    schemas["JobPage"] = {
+        "type": "object",
+        "required": ["jobs", "next_cursor"],
+        "properties": {
+            "jobs": {"type": "array", "items": {"$ref": REF.format(model="JobSummary")}},
+            "next_cursor": {
+                "anyOf": [{"type": "string"}, {"type": "null"}],
+                "description": "Pass as ?cursor= for the next (older) page; null at the end.",
+            },
+        },
+    }
+    schemas["Health"] = {
+        "type": "object",
+        "required": ["status", "redis", "version"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "redis": {"type": "string"},
+            "version": {"type": "string"},
+            "server_version": {"type": "string"},
+            "hub_id": {"type": "string"},
+        },
+    }
+    schemas["Error"] = schemas.pop(names[Error])
+    for model, name in (
+        (JobAccepted, "JobAccepted"),
+        (ResponseJobStatus, "ResponseJobStatus"),
+        (JobCancelled, "JobCancelled"),
+        (StatsResponse, "StatsResponse"),
+        (WorkerCounts, "WorkerCounts"),
+    ):
+        if names[model] != name:
+            schemas[name] = schemas.pop(names[model])
+    schemas.pop(names[SubmitJob], None)
+    job_id_param = {
+        "name": "job_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^/]+$"},
+    }
+    _DOCUMENT = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "empq hub HTTP API",
+            "version": empq.__version__,
+            "description": "The hub's REST API: every request is handled by the same core as the "
+            "WebSocket protocol (same validation, auth tokens and customer isolation). Send the "
+            "token as `Authorization: Bearer <token>` (or `?token=`).",
+        },
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{}, {"bearer": []}],
+        "paths": {
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Hub and Redis health",
+                    "security": [],
+                    "responses": {
+                        "200": _ok("Health", "Redis reachable"),
+                        "503": _ok("Health", "Redis unreachable"),
+                    },
+                }
+            },
+            "/api/jobs": {
+                "post": {
+                    "operationId": "submitJob",
+                    "summary": "Submit a job (the submit_job message)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": REF.format(model="SubmitJobBody")}}
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            **_ok("JobAccepted", "Queued (the job_accepted message)"),
+                            "links": {
+                                "GetJob": {
+                                    "operationId": "getJob",
+                                    "parameters": {"job_id": "$response.body#/job_id"},
+                                },
+                                "CancelJob": {
+                                    "operationId": "cancelJob",
+                                    "parameters": {"job_id": "$response.body#/job_id"},
+                                },
+                            },
+                        },
+                        **_error_responses(401, 403, 422, 503),
+                    },
+                },
+                "get": {
+                    "operationId": "listJobs",
+                    "summary": "Jobs visible to the token, newest first, paginated",
+                    "parameters": [
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": list(JOB_STATUSES)},
+                        },
+                        {"name": "job_type", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50},
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                        },
+                    ],
+                    "responses": {
+                        "200": _ok("JobPage", "One page of jobs"),
+                        **_error_responses(401, 403, 422, 503),
+                    },
+                },
+            },
+            "/api/jobs/{job_id}": {
+                "get": {
+                    "operationId": "getJob",
+                    "summary": "A job's status (the response_job_status message)",
+                    "parameters": [job_id_param],
+                    "responses": {
+                        "200": _ok("ResponseJobStatus", "The job"),
+                        **_error_responses(401, 403, 404, 422, 503),
+                    },
+                }
+            },
+            "/api/jobs/{job_id}/cancel": {
+                "post": {
+                    "operationId": "cancelJob",
+                    "summary": "Cancel a job (the cancel_job message)",
+                    "parameters": [job_id_param],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "reason": CancelJob.model_json_schema()["properties"]["reason"]
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _ok("JobCancelled", "Cancelled (the job_cancelled message)"),
+                        **_error_responses(401, 403, 404, 409, 422, 503),
+                    },
+                }
+            },
+            "/api/workers": {
+                "get": {
+                    "operationId": "listWorkers",
+                    "summary": "Workers of every hub (as request_stats: a monitor needs view_system_stats)",
+                    "responses": {"200": _ok("WorkerCounts", "Workers"), **_error_responses(401, 403, 503)},
+                }
+            },
+            "/api/stats": {
+                "get": {
+                    "operationId": "getStats",
+                    "summary": "System statistics (the stats_response message)",
+                    "responses": {"200": _ok("StatsResponse", "Stats"), **_error_responses(401, 403, 503)},
+                }
+            },
+        },
+    }
+    return _DOCUMENT
+
+
+def main() -> None:
+    """Print the OpenAPI document (``python -m empq.hub.http > spec/openapi.json``)."""
+    print(orjson.dumps(openapi_document(), option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Prometheus metrics of one hub (``GET /metrics`` on the HTTP port).
+
+Counters and histograms count what happened *in this hub process* (Prometheus sums them across
+hubs); they are incremented from the real events: the core calls ``job_submitted`` & co. from its
+handlers, and ``MeteredOutbox`` counts every frame the core sends (messages out by type, errors
+by code).  Gauges that describe shared state (queue depth by priority band, live workers, jobs
+by status) are read from Redis at scrape time, so every hub reports the same global number.
+
+Each hub has its own ``CollectorRegistry`` (several hubs may share a process in tests).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from empq.hub.core import HubCore, Outbox
+
+# priority bands for the queue-depth gauge (inclusive)
+BANDS: list[tuple[int, int]] = [(0, 24), (25, 49), (50, 74), (75, 100)]
+STATUSES = ("queued", "assigned", "accepted", "in_progress", "completed", "failed", "cancelled", "timeout")
+TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+def band_label(lo: int, hi: int) -> str:
+    return f"{lo}-{hi}"
+
+
+class HubMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.submitted = Counter(
+            "empq_jobs_submitted", "Jobs submitted to this hub", ["job_type"], registry=r
+        )
+        self.completed = Counter(
+            "empq_jobs_completed", "Jobs completed via this hub", ["job_type"], registry=r
+        )
+        self.failed = Counter(
+            "empq_jobs_failed",
+            "Jobs that failed for good (no retry left or not retryable)",
+            ["job_type"],
+            registry=r,
+        )
+        self.retried = Counter(
+            "empq_jobs_retried", "Failed attempts scheduled for a retry", ["job_type"], registry=r
+        )
+        self.claim_latency = Histogram(
+            "empq_claim_latency_seconds",
+            "Time this hub took to serve a claim_job (the atomic Redis claim), whatever it returned",
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.processing_time = Histogram(
+            "empq_processing_time_seconds",
+            "Processing time reported by workers on completion",
+            ["job_type"],
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.messages_in = Counter("empq_messages_in", "Messages received, by type", ["type"], registry=r)
+        self.messages_out = Counter("empq_messages_out", "Frames sent, by message type", ["type"], registry=r)
+        self.errors = Counter("empq_errors", "error messages sent, by error_code", ["error_code"], registry=r)
+        self.connections = Gauge(
+            "empq_connections", "Open connections of this hub, by role", ["role"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "empq_queue_depth", "Claimable jobs (all hubs), by priority band", ["priority_band"], registry=r
+        )
+        self.active_workers = Gauge("empq_active_workers", "Registered live workers (all hubs)", registry=r)
+        self.jobs = Gauge("empq_jobs", "Jobs by status (all hubs)", ["status"], registry=r)
+
+    # hooks the core calls ---------------------------------------------------------------
+    def job_submitted(self, job_type: str) -> None:
+        self.submitted.labels(job_type).inc()
+
+    def claim_served(self, latency_s: float) -> None:
+        self.claim_latency.observe(max(0.0, latency_s))
+
+    def job_completed(self, job_type: str, processing_time: float | None) -> None:
+        self.completed.labels(job_type).inc()
+        if processing_time is not None:
+            self.processing_time.labels(job_type).observe(max(0.0, processing_time))
+
+    def job_failed(self, job_type: str, retry: bool) -> None:
+        (self.retried if retry else self.failed).labels(job_type).inc()
+
+    def message_in(self, kind: str) -> None:
+        self.messages_in.labels(kind).inc()
+
+    def frame_out(self, data: bytes) -> None:
+        kind = _frame_type(data)
+        self.messages_out.labels(kind).inc()
+        if kind == "error":
+            try:
+                code = orjson.loads(data).get("error_code", "unknown")
+            except orjson.JSONDecodeError:
+                code = "unknown"
+            self.errors.labels(str(code)).inc()
+
+    # scrape -----------------------------------------------------------------------------
+    async def render(self, core: HubCore) -> bytes:
+        """Refresh the gauges (Redis for the global ones) and render the text format."""
+        counts = {"job_client": 0, "monitor": 0, "worker": 0, "new": 0}
+        for conn_id, session in core.sessions.items():
+            if not conn_id.startswith("http-"):  # the HTTP API's request-long connections
+                counts[session.role.value] += 1
+        for role, n in counts.items():
+            self.connections.labels(role).set(n)
+        depths = await core.store.queue_depths(BANDS)
+        for (lo, hi), n in zip(BANDS, depths, strict=True):
+            self.queue_depth.labels(band_label(lo, hi)).set(n)
+        self.active_workers.set(await core.store.live_workers())
+        by_status = await core.store.counts()
+        for status in STATUSES:
+            self.jobs.labels(status).set(max(0, by_status.get(status, 0)))
+        return generate_latest(self.registry)
+
+
+def _frame_type(data: bytes) -> str:
+    """The ``type`` of an encoded message without parsing it (it is serialised first)."""
+    if data.startswith(b'{"type":"'):
+        end = data.find(b'"', 9)
+        if end > 9:
+            return data[9:end].decode("ascii", "replace")
+    try:
+        return str(orjson.loads(data).get("type", "unknown"))
+    except (orjson.JSONDecodeError, AttributeError):
+        return "unknown"
+
+
+class MeteredOutbox:
+    """Wraps the transport's outbox: counts every frame, and diverts the frames of the HTTP API's
+    in-process connections (``divert`` maps their conn ids to a list collecting the frames)."""
+
+    def __init__(self, inner: Outbox, metrics: HubMetrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self.divert: dict[str, list[bytes]] = {}
+
+    def send(self, conn_id: str, data: bytes) -> None:
+        sink = self.divert.get(conn_id)
+        if sink is not None:
+            sink.append(data)
+            return
+        self.metrics.frame_out(data)
+        self.inner.send(conn_id, data)
+
+    def close(self, conn_id: str, code: int, reason: str) -> None:
+        if conn_id not in self.divert:
+            self.inner.close(conn_id, code, reason)
+
+    def __getattr__(self, name: str) -> Any:  # attach/detach/flush/conns of the inner outbox
+        return getattr(self.inner, name)
