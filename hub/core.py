@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import orjson
 from empq.generated.defs.base import BaseMessage
+from empq.generated.defs.job_status import JobStatus
 from empq.generated.messages.ack import Ack
 from empq.generated.messages.chunked_message import ChunkedMessage
 from empq.generated.messages.chunked_message_complete import ChunkedMessageComplete
@@ -59,6 +60,7 @@ from empq import protocol
 log = logging.getLogger("empq.hub")
 
 FINAL = {"completed", "failed", "cancelled", "timeout"}
+JOB_STATUSES = tuple(status.value for status in JobStatus)  # from the schema's enum
 ALL_SECTIONS = ("jobs", "workers", "throughput", "system")
 MAX_CHUNK_STREAMS = 8
 MAX_CHUNKED_BYTES = 64 * 1024 * 1024
@@ -652,19 +654,7 @@ class HubCore:
         out: dict[str, Any] = {}
         if "jobs" in wanted:
             counts = await self.store.counts()
-            out["jobs"] = {
-                state: max(0, counts.get(state, 0))
-                for state in (
-                    "queued",
-                    "assigned",
-                    "accepted",
-                    "in_progress",
-                    "completed",
-                    "failed",
-                    "cancelled",
-                    "timeout",
-                )
-            }
+            out["jobs"] = {state: max(0, counts.get(state, 0)) for state in JOB_STATUSES}
         if "workers" in wanted:
             out["workers"] = await self._worker_stats()
             if not worker_details:

@@ -34,7 +34,7 @@ from empq.generated.messages.response_job_status import ResponseJobStatus
 from empq.generated.messages.stats_response import StatsResponse
 from empq.generated.messages.submit_job import SubmitJob
 from empq.hub.auth import ALL_PERMISSIONS, handshake_token
-from empq.hub.core import HubCore, now_ms
+from empq.hub.core import JOB_STATUSES, HubCore, now_ms
 from empq.hub.metrics import MeteredOutbox
 from empq.hub.session import Session, error
 from pydantic import BaseModel
@@ -60,16 +60,7 @@ STATUS = {
     "SERVICE_UNAVAILABLE": 503,
     "INTERNAL_ERROR": 500,
 }
-JOB_STATUSES = (
-    "queued",
-    "assigned",
-    "accepted",
-    "in_progress",
-    "completed",
-    "failed",
-    "cancelled",
-    "timeout",
-)
+
 LIST_FIELDS = (
     "status",
     "job_type",
