@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import astuple, dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -143,7 +142,7 @@ def now_ms() -> int:
 
 
 def iso(ms: float) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 class HubCore:

@@ -31,6 +31,8 @@ def band_label(lo: int, hi: int) -> str:
 
 class HubMetrics:
     def __init__(self) -> None:
+        self._in_by_type: dict[str, Any] = {}
+        self._out_by_type: dict[str, Any] = {}
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.submitted = Counter(
             "empq_jobs_submitted", "Jobs submitted to this hub", ["job_type"], registry=r
@@ -88,11 +90,17 @@ class HubMetrics:
         (self.retried if retry else self.failed).labels(job_type).inc()
 
     def message_in(self, kind: str) -> None:
-        self.messages_in.labels(kind).inc()
+        child = self._in_by_type.get(kind)
+        if child is None:  # .labels() validates on every call: keep each child (hot path)
+            child = self._in_by_type[kind] = self.messages_in.labels(kind)
+        child.inc()
 
     def frame_out(self, data: bytes) -> None:
         kind = _frame_type(data)
-        self.messages_out.labels(kind).inc()
+        child = self._out_by_type.get(kind)
+        if child is None:
+            child = self._out_by_type[kind] = self.messages_out.labels(kind)
+        child.inc()
         if kind == "error":
             try:
                 code = orjson.loads(data).get("error_code", "unknown")
