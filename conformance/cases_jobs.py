@@ -154,8 +154,7 @@ async def status_in_progress(ctx: Ctx) -> None:
     client = await ctx.client()
     worker = await ctx.worker()
     job_id = (await ctx.submit(client))["job_id"]
-    await ctx.claim_one(worker, job_id)
-    await ctx.send(worker, "job_accepted_by_worker", job_id=job_id, worker_id=worker.worker_id)
+    await ctx.claim_and_accept(worker, job_id)
     await ctx.send(
         worker,
         "update_job_progress",
@@ -261,8 +260,7 @@ async def cancel_running(ctx: Ctx) -> None:
     client = await ctx.client()
     worker = await ctx.worker()
     job_id = (await ctx.submit(client))["job_id"]
-    await ctx.claim_one(worker, job_id)
-    await ctx.send(worker, "job_accepted_by_worker", job_id=job_id, worker_id=worker.worker_id)
+    await ctx.claim_and_accept(worker, job_id)
     await ctx.send(worker, "update_job_progress", job_id=job_id, worker_id=worker.worker_id, progress=10)
     await ctx.expect(client, "job_update", job_id=job_id, progress=10)
     reply = await ctx.request(client, "cancel_job", "job_cancelled", job_id=job_id)

@@ -242,8 +242,7 @@ async def progress_reaches_client(ctx: Ctx) -> None:
     client = await ctx.client()
     worker = await ctx.worker()
     job_id = (await ctx.submit(client))["job_id"]
-    await ctx.claim_one(worker, job_id)
-    await ctx.send(worker, "job_accepted_by_worker", job_id=job_id, worker_id=worker.worker_id)
+    await ctx.claim_and_accept(worker, job_id)
     await ctx.send(
         worker,
         "update_job_progress",
@@ -325,8 +324,7 @@ async def complete(ctx: Ctx) -> None:
     client = await ctx.client()
     worker = await ctx.worker()
     job_id = (await ctx.submit(client, priority=75))["job_id"]
-    await ctx.claim_one(worker, job_id)
-    await ctx.send(worker, "job_accepted_by_worker", job_id=job_id, worker_id=worker.worker_id)
+    await ctx.claim_and_accept(worker, job_id)
     result = {
         "success": True,
         "output_files": [f"https://storage.example.com/results/{job_id}/image.png"],
@@ -409,8 +407,7 @@ async def fail_acknowledged(ctx: Ctx) -> None:
     client = await ctx.client()
     worker = await ctx.worker()
     job_id = (await ctx.submit(client))["job_id"]
-    await ctx.claim_one(worker, job_id)
-    await ctx.send(worker, "job_accepted_by_worker", job_id=job_id, worker_id=worker.worker_id)
+    await ctx.claim_and_accept(worker, job_id)
     ack = await _fail(
         ctx,
         worker,

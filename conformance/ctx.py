@@ -291,6 +291,12 @@ class Ctx:
         )
         return jobs[0]
 
+    async def claim_and_accept(self, worker: SuitePeer, job_id: str) -> dict[str, Any]:
+        """Claim the queued job and confirm it (job_accepted_by_worker): the job is the worker's."""
+        assigned = await self.claim_one(worker, job_id)
+        await self.send(worker, "job_accepted_by_worker", job_id=job_id, worker_id=worker.worker_id)
+        return assigned
+
     async def complete(
         self, worker: SuitePeer, job_id: str, result: dict[str, Any] | None = None
     ) -> dict[str, Any]:
