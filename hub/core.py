@@ -169,6 +169,7 @@ class HubCore:
         self.global_workers: dict[str, dict[str, Any]] = {}  # every hub's workers, refreshed each second
         self.alerts: list[dict[str, Any]] = []  # recent alerts, shown in system_status
         self.queue_alert_active = False
+        self._capable: dict[tuple[str, str | None], bool] = {}  # see someone_can_run
         self._next_registry = 0
         self._next_status = 0
         self._next_seen = 0
@@ -591,6 +592,23 @@ class HubCore:
         self.hub_count = max(1, len(hubs))
         self.peer_hubs = len([h for h in hubs if h != self.hub_id])
         self.global_workers = await self.store.worker_capabilities()  # one reply, whatever the count
+        self._capable.clear()
+
+    def someone_can_run(self, job_class: JobClass, customer_id: str | None) -> bool:
+        """Can any worker (every hub's as of the last registry refresh, ours as they are now) run
+        jobs of this class?  Memoised per (class, customer) until the worker set changes, so a
+        busy fleet of thousands is not scanned on every submission."""
+        key = (job_class.id, customer_id)
+        known = self._capable.get(key)
+        if known is None:
+            known = self._capable[key] = any(
+                can_run(caps, job_class) and customer_allowed(caps, customer_id)
+                for caps in [
+                    *(w["capabilities"] for w in self.global_workers.values()),
+                    *(w.capabilities for w in self.workers.values()),
+                ]
+            )
+        return known
 
     async def _record_signs_of_life(self) -> None:
         # any frame from a worker is a sign of life: record the latest every min(1 s, heartbeat
@@ -823,6 +841,7 @@ async def on_register_worker(hub: HubCore, session: Session, msg: Any) -> None:
     session.worker_id = msg.worker_id
     session.capabilities = capabilities
     session.chunked_messages = bool(capabilities.get("chunked_messages"))
+    hub._capable.clear()  # a new worker may run classes nobody could
     hub.workers[msg.worker_id] = LocalWorker(
         worker_id=msg.worker_id,
         conn_id=session.conn_id,
@@ -897,14 +916,7 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
     )
     hub.metrics.job_submitted(msg.job_type)
     notified = hub.job_claimable(job_id, job_class.id, customer_id, priority)
-    if notified == 0 and not any(
-        can_run(w["capabilities"], job_class) and customer_allowed(w["capabilities"], customer_id)
-        # every hub's workers as of the last registry refresh, and ours as they are now
-        for w in [
-            *hub.global_workers.values(),
-            *({"capabilities": v.capabilities} for v in hub.workers.values()),
-        ]
-    ):
+    if notified == 0 and not hub.someone_can_run(job_class, customer_id):
         hub.alert(
             "warning",
             "no_capable_worker",
@@ -1198,6 +1210,7 @@ async def on_worker_status(hub: HubCore, session: Session, msg: Any) -> None:
     worker.status = msg.status.value
     if msg.capabilities is not None:
         worker.capabilities = protocol.to_dict(msg.capabilities)
+        hub._capable.clear()
         session.capabilities = worker.capabilities
     hub.ack(session, Accepted(msg, msg.id))
 
