@@ -1236,36 +1236,39 @@ async def on_subscribe_job(hub: HubCore, session: Session, msg: Any) -> None:
         accepted,
         protocol.make(SubscriptionConfirmed, subscription_type="job", job_id=msg.job_id, enabled=True),
     )
+    if job["status"] not in FINAL:
+        # it may have finished between the read and the subscription: read again, so the final
+        # message is never missed (in that race it may arrive twice)
+        job = await hub.store.status(msg.job_id) or job
+    _send_final_message(hub, session.conn_id, msg.job_id, job)
+
+
+def _send_final_message(hub: HubCore, conn_id: str, job_id: str, job: dict[str, Any]) -> None:
+    """A final job's last message (job_completed, job_cancelled or job_update), from its hash."""
     status = job["status"]
+    worker = {"worker_id": job["worker_id"]} if job.get("worker_id") else {}
     if status == "completed":
         hub.send(
-            session.conn_id,
+            conn_id,
             protocol.make(
                 JobCompleted,
-                job_id=msg.job_id,
+                job_id=job_id,
                 status="completed",
-                worker_id=job.get("worker_id") or None,
                 result=orjson.loads(job["result"]),
                 priority=int(job["priority"]),
                 processing_time=float(job.get("processing_time") or 0),
                 job_type=job["job_type"],
+                **worker,
             ),
         )
     elif status == "cancelled":
+        cancelled_at = int(job.get("cancelled_at") or job["completed_at"])
         hub.send(
-            session.conn_id,
-            protocol.make(
-                JobCancelled,
-                job_id=msg.job_id,
-                status="cancelled",
-                cancelled_at=int(job.get("cancelled_at") or job["completed_at"]),
-            ),
+            conn_id, protocol.make(JobCancelled, job_id=job_id, status="cancelled", cancelled_at=cancelled_at)
         )
     elif status in FINAL:
-        hub.send(
-            session.conn_id,
-            protocol.make(JobUpdate, job_id=msg.job_id, status=status, error=job.get("error") or None),
-        )
+        error = {"error": job["error"]} if job.get("error") else {}
+        hub.send(conn_id, protocol.make(JobUpdate, job_id=job_id, status=status, **worker, **error))
 
 
 async def on_subscribe_job_notifications(hub: HubCore, session: Session, msg: Any) -> None:
