@@ -324,9 +324,9 @@ class HttpApi:
         return _json(exc.message, exc.status)
 
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
-        code = {404: "JOB_NOT_FOUND" if request.url.path.startswith("/api/jobs") else "NOT_FOUND"}.get(
-            exc.status_code, "INVALID_PARAMETERS"
-        )
+        # an error_code of the protocol's list (ErrorCode): a missing route is a bad request path
+        jobs = exc.status_code == 404 and request.url.path.startswith("/api/jobs")
+        code = "JOB_NOT_FOUND" if jobs else "INVALID_PARAMETERS"
         body = protocol.to_dict(error(code, str(exc.detail)))
         return JSONResponse(body, exc.status_code, headers=exc.headers)
 
