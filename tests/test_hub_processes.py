@@ -601,6 +601,8 @@ async def test_sigterm_server_disconnect_and_restart_resumes(procs):
 
     worker2 = await procs.worker([hub2.url], "w-sim")
     await until(lambda: client2.completed[job_id], 15, "the job queued before the restart completed")
+    # the worker logs its job_completed_ack, which may land just after the client's job_completed
+    await until(lambda: worker2.of("completed"), 5, "the worker's completion ack")
     assert [e["job_id"] for e in worker2.of("completed")] == [job_id]
     status = await client2.request("request_job_status", job_id=job_id)
     assert status["status"] == "completed" and status["retry_count"] == 0, status
