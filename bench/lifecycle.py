@@ -66,7 +66,8 @@ class LoadConfig:
     max_jobs: int = 1
     in_flight: int = 50
     progress_steps: int = 1
-    wake_ms: float = 20.0  # a worker told no_job_available claims again after this, or on job_available
+    # A worker told no_job_available claims again on job_available, or after this (the SDK: 5 s).
+    wake_ms: float = 1000.0
     token: str | None = None
 
     def check(self) -> None:
@@ -719,7 +720,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-jobs", type=int, default=1, help="claim_job max_jobs")
     parser.add_argument("--in-flight", type=int, default=50, help="unfinished jobs per client")
     parser.add_argument("--progress-steps", type=int, default=1, help="update_job_progress per job")
-    parser.add_argument("--wake-ms", type=float, default=20.0, help="re-claim timer after no_job_available")
+    parser.add_argument("--wake-ms", type=float, default=1000.0, help="re-claim timer after no_job_available")
     parser.add_argument("--single", action="store_true", help="1 client, 1 worker, 1 job in flight")
     parser.add_argument("--token", help="auth_token for the register messages (or $EMPQ_BENCH_TOKEN)")
     parser.add_argument("--json", dest="json_out", help="write the figures here")

@@ -8,6 +8,7 @@ serialise it, and describe a validation failure as the protocol's error ``detail
 
 from __future__ import annotations
 
+import functools
 import time
 import typing
 from typing import Any, TypeVar
@@ -68,11 +69,17 @@ def parse_from_hub(frame: bytes | str) -> BaseMessage:
     return parse(FromHub, frame)
 
 
+@functools.cache
+def type_tag(cls: type[BaseModel]) -> str:
+    """The ``type`` constant of a message class (``Literal['job_update']`` -> ``'job_update'``)."""
+    (tag,) = typing.get_args(cls.model_fields["type"].annotation)
+    return str(tag)
+
+
 def make(cls: type[M], **fields: Any) -> M:
     """Build a message: ``type`` from the class, ``timestamp`` now unless given."""
-    (tag,) = typing.get_args(cls.model_fields["type"].annotation)
     fields.setdefault("timestamp", now_ms())
-    return cls(type=tag, **fields)
+    return cls(type=type_tag(cls), **fields)
 
 
 def encode(msg: BaseModel) -> bytes:

@@ -25,7 +25,7 @@ class HubConfig:
     retry_max_seconds: float = 300.0
     default_max_retries: int = 3
     heartbeat_interval_ms: int = 20_000
-    notify_fanout: int = 2  # idle workers sent job_available per submitted job
+    notify_fanout: int = 1  # idle workers sent job_available per submitted job (D7)
     sweep_interval_ms: int = 200  # claim/run deadlines and retry promotion
     heartbeat_timeout_ms: int = 60_000  # a worker silent this long is gone (its jobs are requeued)
     reconnect_grace_ms: int = 30_000  # a dropped worker that returns within this keeps its jobs

@@ -32,6 +32,7 @@ def band_label(lo: int, hi: int) -> str:
 class HubMetrics:
     def __init__(self) -> None:
         self._in_by_type: dict[str, Any] = {}
+        self._children: dict[tuple[int, str], Any] = {}
         self._out_by_type: dict[str, Any] = {}
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.submitted = Counter(
@@ -75,16 +76,24 @@ class HubMetrics:
         self.jobs = Gauge("empq_jobs", "Jobs by status (all hubs)", ["status"], registry=r)
 
     # hooks the core calls ---------------------------------------------------------------
+    def _child(self, metric: Any, label: str) -> Any:
+        """``metric.labels(label)``, kept: ``.labels()`` validates its arguments on every call."""
+        key = (id(metric), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(label)
+        return child
+
     def job_submitted(self, job_type: str) -> None:
-        self.submitted.labels(job_type).inc()
+        self._child(self.submitted, job_type).inc()
 
     def claim_served(self, latency_s: float) -> None:
         self.claim_latency.observe(max(0.0, latency_s))
 
     def job_completed(self, job_type: str, processing_time: float | None) -> None:
-        self.completed.labels(job_type).inc()
+        self._child(self.completed, job_type).inc()
         if processing_time is not None:
-            self.processing_time.labels(job_type).observe(max(0.0, processing_time))
+            self._child(self.processing_time, job_type).observe(max(0.0, processing_time))
 
     def job_failed(self, job_type: str, retry: bool) -> None:
         (self.retried if retry else self.failed).labels(job_type).inc()

@@ -45,6 +45,15 @@ def _arg(value: Any) -> bytes:
 
 
 def encode_command(args: tuple[Any, ...]) -> bytes:
+    """RESP encoding of one command: hiredis' C packer (3-4x faster than the Python below, which
+    stays for what it refuses: booleans, lists)."""
+    try:
+        return hiredis.pack_command(args)
+    except TypeError:
+        return encode_command_py(args)
+
+
+def encode_command_py(args: tuple[Any, ...] | list[Any]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for value in args:
         data = _arg(value)
