@@ -5,6 +5,7 @@
     python -m bench.lifecycle --null ...            # start bench.null_hub (subprocess) and load it
     python -m bench.lifecycle --compare URL ...     # load URL, then the null hub; print the ratio
     python -m bench.lifecycle --single [--null | --url URL] --jobs 2000   # one job in flight
+    python -m bench.lifecycle --matrix --jobs 5000   # 1/10/100 workers × 1/10 clients, max_jobs 1 and 4
 
 Job clients (``register_client``) submit ``noop`` jobs (requirements service_type ``sim``), keep at
 most ``--in-flight`` unfinished jobs each and count ``job_completed``. Workers
@@ -665,6 +666,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         wake_ms=args.wake_ms,
         token=args.token or os.environ.get("EMPQ_BENCH_TOKEN"),
     )
+    if args.matrix:
+        return await run_matrix(cfg, args)
     if args.single:
         cfg.clients, cfg.workers, cfg.in_flight = 1, 1, 1
     cfg.check()
@@ -698,6 +701,62 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# (workers, clients, max_jobs): 1, 10, 100 workers × 1, 10 clients with max_jobs 1, then max_jobs 4.
+MATRIX = [
+    (1, 1, 1),
+    (10, 1, 1),
+    (100, 1, 1),
+    (1, 10, 1),
+    (10, 10, 1),
+    (100, 10, 1),
+    (10, 10, 4),
+    (100, 10, 4),
+]
+
+
+async def run_matrix(base: LoadConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """Every MATRIX shape on a fresh ``empq hub`` (embedded Redis, as ``empq hub`` starts) and on
+    the null hub; the in-flight window (``--in-flight`` × 4 by default) is split among the clients."""
+    total_in_flight = args.matrix_in_flight
+    rows: list[dict[str, Any]] = []
+    print(f"matrix: jobs={base.jobs} per run, {total_in_flight} in flight in all, seconds={base.seconds:g}")
+    for workers, clients, max_jobs in MATRIX:
+        cfg = LoadConfig(**{**asdict(base), "workers": workers, "clients": clients, "max_jobs": max_jobs})
+        cfg.in_flight = max(1, total_in_flight // clients)
+        cfg.check()
+        empq = await run_empq(cfg)
+        null = await run_null(cfg)
+        rows.append(
+            {"workers": workers, "clients": clients, "max_jobs": max_jobs, "empq": empq, "null": null}
+        )
+        print(matrix_table(rows[-1:], header=len(rows) == 1), flush=True)
+    return {"mode": "matrix", "rows": rows}
+
+
+def matrix_table(rows: list[dict[str, Any]], header: bool = True) -> str:
+    def lat(r: dict[str, Any], key: str) -> str:
+        v = r[key]
+        return f"{v['p50_ms']:.1f}/{v['p99_ms']:.1f}" if v["p50_ms"] == v["p50_ms"] else "-"
+
+    out = []
+    if header:
+        out.append(
+            f"{'workers':>7} {'clients':>7} {'max_jobs':>8} | {'empq jobs/s':>11} {'null jobs/s':>11} "
+            f"{'ratio':>5} | {'empq assigned p50/p99 ms':>24} {'empq completed p50/p99 ms':>25} | "
+            f"{'empq CPU µs/job drv/hub/redis':>29}"
+        )
+    for row in rows:
+        e, n = row["empq"], row["null"]
+        ratio = e["jobs_per_s"] / n["jobs_per_s"] if n["jobs_per_s"] else 0.0
+        done = "" if e["stopped_by"] == "jobs" and n["stopped_by"] == "jobs" else "  (not all done)"
+        out.append(
+            f"{row['workers']:>7} {row['clients']:>7} {row['max_jobs']:>8} | {e['jobs_per_s']:>11.0f} "
+            f"{n['jobs_per_s']:>11.0f} {ratio:>5.2f} | {lat(e, 'submit_to_assigned'):>24} "
+            f"{lat(e, 'submit_to_completed'):>25} | {_per_job(e):>29}{done}"
+        )
+    return "\n".join(out)
+
+
 def _ratio(results: list[dict[str, Any]], key: str, q: str) -> float | None:
     a, b = results[0][key][q], results[1][key][q]
     return a / b if b and b == b and a == a else None
@@ -722,6 +781,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--progress-steps", type=int, default=1, help="update_job_progress per job")
     parser.add_argument("--wake-ms", type=float, default=1000.0, help="re-claim timer after no_job_available")
     parser.add_argument("--single", action="store_true", help="1 client, 1 worker, 1 job in flight")
+    parser.add_argument(
+        "--matrix", action="store_true",
+        help="1/10/100 workers × 1/10 clients (max_jobs 1, then 4), each on a fresh empq hub and null hub",
+    )  # fmt: skip
+    parser.add_argument("--matrix-in-flight", type=int, default=200, help="in flight in all (matrix)")
     parser.add_argument("--token", help="auth_token for the register messages (or $EMPQ_BENCH_TOKEN)")
     parser.add_argument("--json", dest="json_out", help="write the figures here")
     return parser.parse_args(argv)
@@ -729,8 +793,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit status 1 when a run did not finish its jobs (time bound, refused jobs, errors)."""
-    out = asyncio.run(main_async(parse_args(argv)))
-    clean = all(r["stopped_by"] == "jobs" and not r["errors"] for r in out["runs"])
+    args = parse_args(argv)
+    out = asyncio.run(main_async(args))
+    if args.matrix:
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(out, indent=2, default=str))
+        runs = [row[k] for row in out["rows"] for k in ("empq", "null")]
+    else:
+        runs = out["runs"]
+    clean = all(r["stopped_by"] == "jobs" and not r["errors"] for r in runs)
     return 0 if clean else 1
 
 
