@@ -635,7 +635,9 @@ def parse_ints(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--depths", type=parse_ints, default=[1000, 1_000_000], help="default 1000,1000000")
+    parser.add_argument(
+        "--depths", type=parse_ints, default=[1000, 100_000, 1_000_000], help="default 1000,100000,1000000"
+    )
     parser.add_argument("--classes", type=parse_ints, default=[1, 100], help="job classes; default 1,100")
     parser.add_argument("--claims", type=int, default=2000, help="timed sequential claims per depth")
     parser.add_argument("--warmup", type=int, default=50, help="untimed claims before them")

@@ -155,6 +155,10 @@ class HubCore:
         self.sessions: dict[str, Session] = {}
         self.workers: dict[str, LocalWorker] = {}
         self.job_subs: dict[str, set[str]] = {}
+        # job id -> local connections owed its final message (the submitter, subscribers), until
+        # it is delivered; re-read from Redis when an event may have been lost (resync_finals)
+        self.awaiting: dict[str, set[str]] = {}
+        self._peer_ids: set[str] = set()
         self.notification_subs: dict[str, NotificationSub] = {}
         self.stats_subs: dict[str, StatsSub] = {}
         self.chunks: dict[str, dict[str, ChunkStream]] = {}
@@ -460,6 +464,28 @@ class HubCore:
         targets.discard(exclude or "")
         for conn_id in targets:
             self.deliver(conn_id, data)
+        if status in FINAL:
+            self.awaiting.pop(job_id, None)
+
+    async def resync_finals(self, reason: str) -> int:
+        """Deliver the final message of every job that local connections still wait on and that
+        ended meanwhile, read from Redis. Job events cross hubs over pub/sub after the transition:
+        a hub that died in between, or a bus subscription lost in a Redis restart, loses them."""
+        job_ids = list(self.awaiting)
+        sent = 0
+        for start in range(0, len(job_ids), 500):
+            chunk = job_ids[start : start + 500]
+            jobs = await asyncio.gather(*(self.store.status(j) for j in chunk), return_exceptions=True)
+            for job_id, job in zip(chunk, jobs, strict=True):
+                if isinstance(job, BaseException) or job is None or job["status"] not in FINAL:
+                    continue
+                for conn_id in self.awaiting.pop(job_id, ()):
+                    if conn_id in self.sessions:
+                        _send_final_message(self, conn_id, job_id, job)
+                        sent += 1
+        if sent:
+            log.info("%s: %d final job message(s) re-read from Redis and delivered", reason, sent)
+        return sent
 
     def visible(self, session: Session, customer_id: str | None, client_id: str | None) -> bool:
         """D13: may this session see (subscribe to, cancel) a job of this customer / client?"""
@@ -590,7 +616,13 @@ class HubCore:
         await self.store.hub_alive(self.hub_id, {"connections": counts, "started": self.started})
         hubs = await self.store.hubs(within_ms=max(5000, 5 * self.config.sweep_interval_ms))
         self.hub_count = max(1, len(hubs))
-        self.peer_hubs = len([h for h in hubs if h != self.hub_id])
+        peers = {h for h in hubs if h != self.hub_id}
+        self.peer_hubs = len(peers)
+        if self._peer_ids - peers:  # a hub vanished: it may have died between a transition and its publish
+            gone = ", ".join(sorted(self._peer_ids - peers))
+            self._peer_ids = peers
+            await self.resync_finals(f"hub {gone} gone")
+        self._peer_ids = peers
         self.global_workers = await self.store.worker_capabilities()  # one reply, whatever the count
         self._capable.clear()
 
@@ -914,6 +946,7 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
             "created_at": now_ms(),
         },
     )
+    hub.awaiting.setdefault(job_id, set()).add(session.conn_id)
     hub.metrics.job_submitted(msg.job_type)
     notified = hub.job_claimable(job_id, job_class.id, customer_id, priority)
     if notified == 0 and not hub.someone_can_run(job_class, customer_id):
@@ -1240,6 +1273,8 @@ async def on_subscribe_job(hub: HubCore, session: Session, msg: Any) -> None:
         # it may have finished between the read and the subscription: read again, so the final
         # message is never missed (in that race it may arrive twice)
         job = await hub.store.status(msg.job_id) or job
+    if job["status"] not in FINAL:
+        hub.awaiting.setdefault(msg.job_id, set()).add(session.conn_id)
     _send_final_message(hub, session.conn_id, msg.job_id, job)
 
 

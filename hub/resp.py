@@ -181,9 +181,10 @@ class RespClient:
 
 
 class _SubscriberProtocol(asyncio.Protocol):
-    def __init__(self, on_message: Any) -> None:
+    def __init__(self, on_message: Any, on_subscribed: Any = None) -> None:
         self.reader = hiredis.Reader()
         self.on_message = on_message
+        self.on_subscribed = on_subscribed
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -198,6 +199,8 @@ class _SubscriberProtocol(asyncio.Protocol):
                 return
             if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
                 self.on_message(reply[2])
+            elif isinstance(reply, list) and reply and reply[0] == b"subscribe" and self.on_subscribed:
+                self.on_subscribed()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -206,12 +209,17 @@ class _SubscriberProtocol(asyncio.Protocol):
 
 class RespSubscriber:
     """Redis pub/sub on its own connection: ``on_message(data: bytes)`` for every message on
-    ``channel``.  Re-subscribes after a lost connection (e.g. a Redis restart)."""
+    ``channel``.  Re-subscribes after a lost connection (e.g. a Redis restart), then calls
+    ``on_resubscribed()``: what was published in between was lost."""
 
-    def __init__(self, client: RespClient, channel: str, on_message: Any) -> None:
+    def __init__(
+        self, client: RespClient, channel: str, on_message: Any, on_resubscribed: Any = None
+    ) -> None:
         self.client = client
         self.channel = channel
         self.on_message = on_message
+        self.on_resubscribed = on_resubscribed
+        self._subscribed_before = False
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
@@ -226,10 +234,12 @@ class RespSubscriber:
             try:
                 loop = asyncio.get_running_loop()
                 if c.scheme == "unix":
-                    coro = loop.create_unix_connection(lambda: _SubscriberProtocol(self.on_message), c.path)
+                    coro = loop.create_unix_connection(
+                        lambda: _SubscriberProtocol(self.on_message, self._subscribed), c.path
+                    )
                 else:
                     coro = loop.create_connection(
-                        lambda: _SubscriberProtocol(self.on_message), c.host, c.port
+                        lambda: _SubscriberProtocol(self.on_message, self._subscribed), c.host, c.port
                     )
                 transport, protocol = await asyncio.wait_for(coro, c.connect_timeout)
                 if c.password:
@@ -247,6 +257,11 @@ class RespSubscriber:
                     transport.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    def _subscribed(self) -> None:
+        if self._subscribed_before and self.on_resubscribed is not None:
+            self.on_resubscribed()
+        self._subscribed_before = True
 
     async def stop(self) -> None:
         if self.task is not None:

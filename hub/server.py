@@ -105,6 +105,7 @@ class HubServer:
         self.outbox = WebSocketOutbox()
         self.server: Server | None = None
         self.subscriber: RespSubscriber | None = None
+        self._resyncs: set[asyncio.Task[int]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self.http: Any = None  # empq.hub.http.HttpApi when the HTTP API is on
         self.redis_description = ""
@@ -141,7 +142,9 @@ class HubServer:
             log.warning(
                 "NO AUTH TOKENS CONFIGURED: open dev mode, anyone who can connect may register as anything"
             )
-        self.subscriber = RespSubscriber(RespClient(url), self.core.bus_channel, self.core.on_bus)
+        self.subscriber = RespSubscriber(
+            RespClient(url), self.core.bus_channel, self.core.on_bus, self._bus_resubscribed
+        )
         self.subscriber.start()
         await asyncio.wait_for(self.subscriber.ready.wait(), 5)
         await self.core.tick()  # announce this hub and learn about the others before serving
@@ -192,6 +195,14 @@ class HubServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
         return context
+
+    def _bus_resubscribed(self) -> None:
+        """The bus connection came back (e.g. after a Redis restart): job events published while it
+        was down are lost; clients waiting on jobs that ended meanwhile get their final message."""
+        if self.core is not None:
+            task = asyncio.get_running_loop().create_task(self.core.resync_finals("bus re-subscribed"))
+            self._resyncs.add(task)
+            task.add_done_callback(self._resyncs.discard)
 
     @property
     def port(self) -> int:

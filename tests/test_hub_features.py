@@ -947,6 +947,68 @@ async def test_two_hubs_share_jobs_workers_and_events(start_hub):
         assert stats["system"]["connections"]["job_client"] == 2
 
 
+async def test_final_message_survives_a_hub_dying_between_transition_and_publish(start_hub):
+    """Regression (chaos run, two-hub kill -9): hub B completes a job in Redis and dies before it
+    publishes the event; the client on hub A must still get job_completed — A re-reads the jobs
+    its connections wait on when a peer hub vanishes from the registry."""
+    hub_a = await start_hub()
+    hub_b = await start_hub(key_prefix=hub_a.config.key_prefix)
+    client = await hub_a.peers.client("client-resync", customer_id="resync")
+    watcher = await hub_a.peers.client("watcher-resync", customer_id="resync")
+    worker_b = await hub_b.peers.worker(services=("far",))
+    await asyncio.sleep(1.2)  # the hubs find each other through the registry
+    assert hub_a.core.peer_hubs == 1
+
+    jobs = [(await submit(client, requirements={"service_type": "far"}))["job_id"] for _ in range(2)]
+    await watcher.request("subscribe_job", "subscription_confirmed", job_id=jobs[1])
+    # From here B "dies" right after each transition: its events never reach the bus; then its
+    # timers stop and its registry entry goes (as it expires ~5 s after a kill -9).
+    hub_b.core.broadcast = lambda kind, **fields: None
+    for job in jobs:
+        await claim_eventually(worker_b, job)
+        await accept(worker_b, job)
+        await complete(worker_b, job, {"success": True, "output_files": [f"{job}.png"]})
+    await client.expect_none("job_completed", within=0.5)
+    assert hub_b._ticker is not None
+    hub_b._ticker.cancel()
+    await hub_b.core.store.hub_gone(hub_b.core.hub_id)
+
+    for job in jobs:  # A's next registry round (each second) sees B gone and re-reads the jobs
+        done = await client.expect("job_completed", job_id=job, timeout=3)
+        assert done["result"]["output_files"] == [f"{job}.png"]
+    await watcher.expect("job_completed", job_id=jobs[1], timeout=1)
+    assert hub_a.core.peer_hubs == 0 and not hub_a.core.awaiting
+    for peer in (client, watcher):  # once each
+        await peer.expect_none("job_completed", within=1.2)
+
+
+async def test_final_message_survives_a_lost_bus_subscription(start_hub):
+    """Events published while a hub's bus subscription is down (Redis restart) are lost; when it
+    re-subscribes the hub re-reads the jobs its connections wait on."""
+    hub_a = await start_hub()
+    hub_b = await start_hub(key_prefix=hub_a.config.key_prefix)
+    client = await hub_a.peers.client("client-bus", customer_id="bus")
+    worker_b = await hub_b.peers.worker(services=("far",))
+    await asyncio.sleep(1.2)
+    job = (await submit(client, requirements={"service_type": "far"}))["job_id"]
+    await claim_eventually(worker_b, job)
+    await accept(worker_b, job)
+    await client.expect("job_update", job_id=job, status="accepted", timeout=2)
+
+    subscriber = hub_a.subscriber
+    assert subscriber is not None and hub_a.redis is not None
+    on_bus = subscriber.on_message
+    subscriber.on_message = lambda data: None  # the next subscription hears nothing: the gap
+    await hub_a.redis.execute("CLIENT", "KILL", "TYPE", "pubsub")
+    await asyncio.sleep(0.3)
+    await complete(worker_b, job)
+    await client.expect_none("job_completed", within=0.3)
+    subscriber.on_message = on_bus
+    await hub_a.redis.execute("CLIENT", "KILL", "TYPE", "pubsub")  # back: re-subscribed, re-read
+    await client.expect("job_completed", job_id=job, timeout=3)
+    await client.expect_none("job_completed", within=0.5)
+
+
 # --- 10. graceful shutdown (D17) --------------------------------------------------------------
 
 

@@ -433,19 +433,11 @@ async def test_two_hubs_one_killed_all_jobs_complete_exactly_once(procs):
 
     await until(lambda: len(client.job_of) == jobs, 10, "every submit accepted")
     wanted = set(client.job_of.values())
-    try:
-        await until(lambda: wanted <= set(client.completed), 20, f"all {jobs} jobs completed")
-    except AssertionError:
-        # Known gap (closing note of this stop): a job event published by a hub that is killed
-        # between the job's transition in Redis and the publish is lost.  The job itself is
-        # done; a client learns it with subscribe_job, which sends a final job's message at once
-        # (D14) — what the SDK does after any doubt.  The invariants below still hold.
-        missing = sorted(wanted - set(client.completed))
-        for job_id in missing:
-            reply = await client.request("subscribe_job", job_id=job_id)
-            assert reply["type"] == "subscription_confirmed", reply
-        await until(lambda: wanted <= set(client.completed), 10, f"final messages of {missing}")
-        print(f"\n[two hubs] {len(missing)} job_completed lost with hub B, learnt by subscribe_job")
+    # A job event published by hub B is lost when B is killed between the job's transition in
+    # Redis and the publish; hub A re-reads the jobs its clients wait on when B's registry entry
+    # expires (~5 s), so every job_completed arrives without the client asking (regression for
+    # the gap the chaos runs found: 2 of 200 lost in ~1 of 6 runs).
+    await until(lambda: wanted <= set(client.completed), 20, f"all {jobs} jobs completed")
     await asyncio.sleep(0.5)  # duplicates would arrive by now
     client.check()
 
