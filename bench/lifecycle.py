@@ -50,6 +50,7 @@ from empq.generated.messages.submit_job import SubmitJob
 from empq.generated.messages.update_job_progress import UpdateJobProgress
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench import empq_command, module_command
 from empq import protocol
 
 REPO = Path(__file__).resolve().parent.parent
@@ -507,13 +508,7 @@ def summarise(m: Measure, cfg: LoadConfig, url: str, label: str, stopped_by: str
 async def null_hub_subprocess(max_seconds: float) -> AsyncIterator[tuple[str, int]]:
     """Start ``python -m bench.null_hub --port 0`` (127.0.0.1, a free port); yields (url, pid)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.null_hub",
-        "--port",
-        "0",
-        "--max-seconds",
-        str(max_seconds),
+        *module_command("bench.null_hub", "--port", "0", "--max-seconds", str(max_seconds)),
         cwd=str(REPO),
         stdout=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL,
@@ -547,7 +542,7 @@ async def empq_hub_subprocess(
             port = probe.getsockname()[1]
         redis = ["--redis-url", redis_url] if redis_url else ["--data-dir", data_dir]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "empq", "hub", "--ws-port", str(port), "--http-port", "-1", *redis,
+            *empq_command("hub", "--ws-port", str(port), "--http-port", "-1", *redis),
             "--log-level", "warning", stdin=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         try:

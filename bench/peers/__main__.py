@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench import module_command
 from bench.lifecycle import LoadConfig, cpu_seconds_of, empq_hub_subprocess, run_load, run_null
 
 HERE = Path(__file__).resolve().parent
@@ -114,8 +115,11 @@ def peer_commands(peer: str, a: argparse.Namespace, port: int) -> tuple[list[str
             HERE / "bullmq",
         )
     module = {"arq": "bench.peers.arq_bench", "celery": "bench.peers.celery_bench"}[peer]
-    py = [sys.executable, "-m", module]
-    return [*py, "worker", *worker_opts], [*py, "client", *client_opts], REPO
+    return (
+        module_command(module, "worker", *worker_opts),
+        module_command(module, "client", *client_opts),
+        REPO,
+    )
 
 
 def peer_missing(peer: str) -> str | None:

@@ -26,7 +26,7 @@ from arq.constants import result_key_prefix
 from arq.jobs import deserialize_result
 from arq.worker import Worker
 
-from bench.lifecycle import latency_stats
+from bench.peers.common import ClientTally, parser
 
 
 async def noop(ctx: dict[str, Any]) -> float:
@@ -56,89 +56,43 @@ async def run_worker(args: argparse.Namespace) -> None:
 
 async def run_client(args: argparse.Namespace) -> dict[str, Any]:
     redis = await create_pool(RedisSettings(host="127.0.0.1", port=args.port))
-    enqueued: dict[str, float] = {}
-    to_start: list[float] = []
-    to_done: list[float] = []
-    sent = done = failed = 0
-    first: float | None = None
-    last: float | None = None
-    cpu0 = time.process_time()
+    tally = ClientTally()
 
     async def submit_one() -> None:
-        nonlocal sent, first, failed
-        job_id = f"j{sent}"
-        sent += 1
-        t = time.time()
-        first = t if first is None else first
-        enqueued[job_id] = t
-        job = await redis.enqueue_job("noop", _job_id=job_id, _queue_name=args.queue)
-        if job is None:  # the id exists already: never here (fresh queue and ids per run)
-            failed += 1
+        job_id = f"j{tally.sent}"
+        tally.enqueue(job_id, time.time())
+        if await redis.enqueue_job("noop", _job_id=job_id, _queue_name=args.queue) is None:
+            tally.finish(job_id, time.time(), None)  # the id exists already: never here (fresh queue)
 
     stopped_by = "seconds"
     deadline = time.monotonic() + args.seconds
     await asyncio.gather(*(submit_one() for _ in range(min(args.in_flight, args.jobs))))
     while time.monotonic() < deadline:
-        ids = list(enqueued)
-        if not ids:
-            if sent >= args.jobs:
-                stopped_by = "jobs"
-                break
-        values = await redis.mget(*(result_key_prefix + i for i in ids)) if ids else []
-        now = time.time()
-        refill = 0
-        for job_id, raw in zip(ids, values, strict=True):
-            if raw is None:
-                continue
-            t0 = enqueued.pop(job_id)
-            result = deserialize_result(raw)
-            last = now
-            to_done.append(now - t0)
-            if result.success:
-                done += 1
-                to_start.append(float(result.result) - t0)
-            else:
-                failed += 1
-            refill += 1
-        refill = min(refill, args.jobs - sent)
-        if refill:
-            await asyncio.gather(*(submit_one() for _ in range(refill)))
-        elif done + failed >= args.jobs:
+        if tally.ended >= args.jobs:
             stopped_by = "jobs"
             break
-        else:
+        ids = list(tally.enqueued)
+        values = await redis.mget(*(result_key_prefix + i for i in ids)) if ids else []
+        now = time.time()
+        finished = 0
+        for job_id, raw in zip(ids, values, strict=True):
+            if raw is not None:
+                result = deserialize_result(raw)
+                tally.finish(job_id, now, float(result.result) if result.success else None)
+                finished += 1
+        refill = min(finished, args.jobs - tally.sent)
+        if refill:
+            await asyncio.gather(*(submit_one() for _ in range(refill)))
+        elif not finished:
             await asyncio.sleep(args.poll_ms / 1000)
-    cpu = time.process_time() - cpu0
     await redis.aclose()
-    wall = (last - first) if first is not None and last is not None else 0.0
     import arq
 
-    return {
-        "label": "arq",
-        "version": arq.VERSION,
-        "stopped_by": stopped_by,
-        "submitted": sent,
-        "completed": done,
-        "failed": failed,
-        "wall_s": round(wall, 3),
-        "jobs_per_s": round(done / wall, 1) if wall > 0 else 0.0,
-        "enqueue_to_start": latency_stats(to_start),
-        "enqueue_to_done": latency_stats(to_done),
-        "client_cpu_s": round(cpu, 3),
-    }
+    return tally.result("arq", arq.VERSION, stopped_by)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=["worker", "client"])
-    parser.add_argument("--port", type=int, required=True, help="redis-server port on 127.0.0.1")
-    parser.add_argument("--queue", default="empq-bench:arq")
-    parser.add_argument("--jobs", type=int, default=10000)
-    parser.add_argument("--in-flight", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--poll-ms", type=float, default=5.0)
-    parser.add_argument("--seconds", type=float, default=60.0)
-    return parser.parse_args(argv)
+    return parser(__doc__.splitlines()[0], "empq-bench:arq").parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from typing import Any
 
 from celery import Celery, states
 
-from bench.lifecycle import latency_stats
+from bench.peers.common import ClientTally, parser
 
 app = Celery("empq_bench")  # broker and backend URLs are set by main() from --port
 app.conf.update(
@@ -69,30 +69,21 @@ def run_worker(args: argparse.Namespace) -> None:
 
 def run_client(args: argparse.Namespace) -> dict[str, Any]:
     backend = app.backend
-    enqueued: dict[str, float] = {}
-    to_start: list[float] = []
-    to_done: list[float] = []
-    sent = done = failed = 0
-    first: float | None = None
-    last: float | None = None
-    cpu0 = time.process_time()
+    tally = ClientTally()
 
     def submit_one() -> None:
-        nonlocal sent, first
         t = time.time()
-        first = t if first is None else first
-        sent += 1
-        enqueued[noop.apply_async(queue=args.queue).id] = t
+        tally.enqueue(noop.apply_async(queue=args.queue).id, t)
 
     for _ in range(min(args.in_flight, args.jobs)):
         submit_one()
     deadline = time.monotonic() + args.seconds
     stopped_by = "seconds"
     while time.monotonic() < deadline:
-        if done + failed >= args.jobs:
+        if tally.ended >= args.jobs:
             stopped_by = "jobs"
             break
-        ids = list(enqueued)
+        ids = list(tally.enqueued)
         values = backend.mget([backend.get_key_for_task(i) for i in ids]) if ids else []
         now = time.time()
         finished = 0
@@ -100,52 +91,23 @@ def run_client(args: argparse.Namespace) -> dict[str, Any]:
             if raw is None:
                 continue
             meta = backend.decode_result(raw)
-            if meta["status"] not in READY_STATES:
-                continue
-            t0 = enqueued.pop(task_id)
-            last = now
-            to_done.append(now - t0)
-            if meta["status"] == "SUCCESS":
-                done += 1
-                to_start.append(float(meta["result"]) - t0)
-            else:
-                failed += 1
-            finished += 1
-        for _ in range(min(finished, args.jobs - sent)):
+            if meta["status"] in READY_STATES:
+                ok = meta["status"] == "SUCCESS"
+                tally.finish(task_id, now, float(meta["result"]) if ok else None)
+                finished += 1
+        for _ in range(min(finished, args.jobs - tally.sent)):
             submit_one()
         if not finished:
             time.sleep(args.poll_ms / 1000)
-    cpu = time.process_time() - cpu0
-    wall = (last - first) if first is not None and last is not None else 0.0
     import celery
 
-    return {
-        "label": "Celery",
-        "version": celery.__version__,
-        "stopped_by": stopped_by,
-        "submitted": sent,
-        "completed": done,
-        "failed": failed,
-        "wall_s": round(wall, 3),
-        "jobs_per_s": round(done / wall, 1) if wall > 0 else 0.0,
-        "enqueue_to_start": latency_stats(to_start),
-        "enqueue_to_done": latency_stats(to_done),
-        "client_cpu_s": round(cpu, 3),
-    }
+    return tally.result("Celery", celery.__version__, stopped_by)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=["worker", "client"])
-    parser.add_argument("--port", type=int, required=True, help="redis-server port on 127.0.0.1")
-    parser.add_argument("--queue", default="empq-bench-celery")
-    parser.add_argument("--jobs", type=int, default=10000)
-    parser.add_argument("--in-flight", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
-    parser.add_argument("--poll-ms", type=float, default=5.0, help="result poll interval of the client")
-    parser.add_argument("--seconds", type=float, default=60.0)
-    return parser.parse_args(argv)
+    p = parser(__doc__.splitlines()[0], "empq-bench-celery")
+    p.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
