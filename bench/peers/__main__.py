@@ -125,14 +125,14 @@ def peer_commands(peer: str, a: argparse.Namespace, port: int) -> tuple[list[str
 def peer_missing(peer: str) -> str | None:
     if peer == "bullmq":
         if not shutil.which("node"):
-            return "node not found"
+            return "not installed: node not found"
         if not (HERE / "bullmq" / "node_modules" / "bullmq").is_dir():
-            return "run `npm ci --prefix bench/peers/bullmq`"
+            return "not installed: run `npm ci --prefix bench/peers/bullmq`"
         return None
     try:
         __import__({"arq": "arq", "celery": "celery"}[peer])
     except ImportError:
-        return "run `pip install -r bench/peers/requirements.txt`"
+        return "not installed: run `pip install -r bench/peers/requirements.txt`"
     return None
 
 
