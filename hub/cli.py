@@ -41,6 +41,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         type=int,
         help=f"expected heartbeat cadence (default {d.heartbeat_interval_ms})",
     )
+    p.add_argument(
+        "--job-retention-s",
+        type=float,
+        help=f"forget finished jobs this long after they end (EMPQ_JOB_RETENTION_S, default "
+        f"{d.job_retention_s:g} = 7 days; 0 = keep)",
+    )
     p.add_argument("--log-level", help="debug, info, warning (EMPQ_LOG_LEVEL, default info)")
     p.add_argument("--tls-cert", help="certificate (PEM) to serve wss:// (EMPQ_TLS_CERT)")
     p.add_argument("--tls-key", help="private key (PEM) for --tls-cert (EMPQ_TLS_KEY)")
@@ -76,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             claim_timeout_ms=args.claim_timeout_ms,
             heartbeat_interval_ms=args.heartbeat_interval_ms,
+            job_retention_s=args.job_retention_s,
             log_level=args.log_level,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,

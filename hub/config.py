@@ -30,6 +30,9 @@ class HubConfig:
     heartbeat_timeout_ms: int = 60_000  # a worker silent this long is gone (its jobs are requeued)
     reconnect_grace_ms: int = 30_000  # a dropped worker that returns within this keeps its jobs
     status_interval_ms: int = 10_000  # system_status to monitors
+    # finished jobs (completed, failed, cancelled, timeout) are forgotten this long after their final
+    # transition: hash and listing entry (D9); 0 = keep them forever
+    job_retention_s: float = 7 * 24 * 3600
     queue_alert_per_worker: int = 5  # system_alert when queued jobs > this x max(1, workers)
     client_tokens: str = ""  # comma-separated tokens for job clients (none anywhere: open dev mode)
     worker_tokens: str = ""
@@ -64,6 +67,8 @@ class HubConfig:
             raise ValueError(f"ws_port {config.ws_port} is not a port (0-65535)")
         if not -1 <= config.http_port <= 65535:
             raise ValueError(f"http_port {config.http_port} is not a port (0-65535, -1 = off)")
+        if not config.job_retention_s >= 0:
+            raise ValueError(f"job_retention_s {config.job_retention_s:g} must be >= 0 (0 = keep forever)")
         return config
 
 

@@ -278,6 +278,8 @@ class HubCore:
             if now >= self._next_registry:
                 self._next_registry = now + 1000
                 await self._refresh_registry()
+                if self.config.job_retention_s > 0:
+                    await self.store.forget_finished(int(self.config.job_retention_s * 1000))
             if now >= self._next_status:
                 self._next_status = now + self.config.status_interval_ms
                 await self._status_round()

@@ -30,6 +30,7 @@ SCRIPTS = (
     "release",
     "reap",
     "capabilities",
+    "forget",
 )
 
 
@@ -241,6 +242,7 @@ class JobStore:
                 self.worker_jobs_key(worker_id),
                 k("ptime"),
                 k("done"),
+                k("finished"),
             ],
             [worker_id, now_ms(), job_id, result, "" if processing_time is None else processing_time],
         )
@@ -268,6 +270,7 @@ class JobStore:
                 self.worker_jobs_key(worker_id),
                 k("delayed"),
                 k("failures"),
+                k("finished"),
             ],
             [worker_id, now_ms(), job_id, error, 1 if retry else 0, base_ms, cap_ms, details or ""],
         )
@@ -280,7 +283,7 @@ class JobStore:
         k = self.key
         r = await self.batch.script(
             "cancel",
-            [self.job_key(job_id), k("claims"), k("runs"), k("counts"), k("delayed")],
+            [self.job_key(job_id), k("claims"), k("runs"), k("counts"), k("delayed"), k("finished")],
             [now_ms(), job_id, self.p, reason],
         )
         if r[0] != "OK":
@@ -440,17 +443,25 @@ class JobStore:
         k = self.key
         r = await self.batch.script(
             "sweep",
-            [k("claims"), k("runs"), k("delayed"), k("counts"), k("done"), k("failures")],
+            [k("claims"), k("runs"), k("delayed"), k("counts"), k("done"), k("failures"), k("finished")],
             [now_ms(), self.p, limit],
         )
         return _timer_events(r)
+
+    async def forget_finished(self, retention_ms: int, limit: int = 1000) -> int:
+        """Retention: drop jobs final for longer than ``retention_ms`` (hash and listing entry)."""
+        return int(
+            await self.batch.script(
+                "forget", [self.key("finished"), self.key("jobs")], [now_ms() - retention_ms, limit, self.p]
+            )
+        )
 
     async def release_worker(self, worker_id: str, count_retry: bool) -> list[TimerEvent]:
         """Hand back a worker's jobs. Events: kind 'queued' or 'failed'; worker_id = previous status."""
         k = self.key
         r = await self.batch.script(
             "release",
-            [self.worker_jobs_key(worker_id), k("claims"), k("runs"), k("counts"), k("failures")],
+            [self.worker_jobs_key(worker_id), *map(k, ("claims", "runs", "counts", "failures", "finished"))],
             [worker_id, now_ms(), self.p, 1 if count_retry else 0],
         )
         return _timer_events(r)

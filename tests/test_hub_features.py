@@ -884,6 +884,56 @@ async def test_monitors_need_view_all_jobs_and_clients_without_customer_see_thei
     await seer.expect("job_update", job_id=job_x3, status="queued")
 
 
+async def test_finished_jobs_are_forgotten_after_the_retention(start_hub):
+    """D9 retention: completed, failed and cancelled jobs go (hash and listing entry) once final for
+    longer than job_retention_s; queued and running jobs stay; totals by status stay."""
+    hub = await start_hub(job_retention_s=0.6)
+    client = await hub.peers.client("keeper-retention", customer_id="retention")
+    worker = await hub.peers.worker()
+    done, failed, cancelled, running, queued = [(await submit(client))["job_id"] for _ in range(5)]
+    await claim_eventually(worker, done)
+    await accept(worker, done)
+    await complete(worker, done)
+    await claim_eventually(worker, failed)
+    ack = await worker.request(
+        "fail_job", "job_failed_ack", job_id=failed, worker_id=worker.worker_id, error="boom", retry=False
+    )
+    assert ack["retry_scheduled"] is False
+    await client.request("cancel_job", "job_cancelled", job_id=cancelled)
+    await claim_eventually(worker, running)
+    await accept(worker, running)
+
+    store = hub.core.store
+    for job in (done, failed, cancelled):  # within the retention: still there
+        assert (await status_of(client, job))["status"] in ("completed", "failed", "cancelled")
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline and await hub.redis.execute("EXISTS", store.job_key(done)):
+        await asyncio.sleep(0.1)
+    for job in (done, failed, cancelled):
+        reply = await client.request("request_job_status", "error", job_id=job)
+        assert (reply["type"], reply["error_code"]) == ("error", "JOB_NOT_FOUND"), reply
+        assert await hub.redis.execute("ZSCORE", store.key("jobs"), job) is None
+    assert (await status_of(client, running))["status"] == "accepted"
+    assert (await status_of(client, queued))["status"] == "queued"
+    assert await hub.redis.execute("ZCARD", store.key("finished")) == 0
+    counts = dict(zip(*[iter(await hub.redis.execute("HGETALL", store.key("counts")))] * 2, strict=True))
+    assert (counts["completed"], counts["failed"], counts["cancelled"]) == ("1", "1", "1")
+    await complete(worker, running)  # a job that ends later is kept for its own retention
+    assert (await status_of(client, running))["status"] == "completed"
+
+
+async def test_retention_zero_keeps_finished_jobs(start_hub):
+    hub = await start_hub(job_retention_s=0)
+    client = await hub.peers.client("keeper-forever", customer_id="forever")
+    worker = await hub.peers.worker()
+    job = (await submit(client))["job_id"]
+    await claim_eventually(worker, job)
+    await complete(worker, job)
+    await hub.redis.execute("ZADD", hub.core.store.key("finished"), 0, job)  # as if final long ago
+    await asyncio.sleep(1.3)  # a registry round (where retention runs) has passed
+    assert (await status_of(client, job))["status"] == "completed"
+
+
 # --- 9. two hubs on one Redis -----------------------------------------------------------------
 
 

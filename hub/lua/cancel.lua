@@ -1,5 +1,5 @@
 -- Cancel a job that is not final, wherever it is (class queue, delayed, claimed, running).
--- KEYS: 1 job hash, 2 claim deadlines, 3 run deadlines, 4 counts, 5 delayed
+-- KEYS: 1 job hash, 2 claim deadlines, 3 run deadlines, 4 counts, 5 delayed, 6 finished jobs
 -- ARGV: 1 now ms, 2 job id, 3 key prefix, 4 reason
 -- Returns: {'OK', previous status, worker id, origin, client_id, customer_id, job_type, priority, class}
 --       or {'ERR', code, status}
@@ -20,5 +20,6 @@ redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_at', ARGV[1], 'com
            'cancel_reason', ARGV[4], 'worker_id', '')
 redis.call('HINCRBY', KEYS[4], prev, -1)
 redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
+redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
 local r = redis.call('HMGET', KEYS[1], 'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class')
 return {'OK', prev, worker, r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or '', r[6] or ''}

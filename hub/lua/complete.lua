@@ -1,6 +1,6 @@
 -- The worker holding a job reports success: -> completed.
 -- KEYS: 1 job hash, 2 claim deadlines, 3 run deadlines, 4 counts, 5 worker's jobs, 6 processing-time totals,
---       7 completions log (zset: job id -> completed at)
+--       7 completions log (zset: job id -> completed at), 8 finished jobs (zset: job id -> final at)
 -- ARGV: 1 worker id, 2 now ms, 3 job id, 4 result json, 5 processing time seconds or ''
 -- Returns: {'OK', previous status, processing_time, origin, client_id, customer_id, job_type, priority, class}
 --       or {'ERR', code, status}
@@ -26,5 +26,6 @@ redis.call('HINCRBY', KEYS[4], 'completed', 1)
 redis.call('HINCRBYFLOAT', KEYS[6], 'sum', ptime)
 redis.call('HINCRBY', KEYS[6], 'count', 1)
 redis.call('ZADD', KEYS[7], now, ARGV[3])
+redis.call('ZADD', KEYS[8], now, ARGV[3])
 local r = redis.call('HMGET', KEYS[1], 'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class')
 return {'OK', prev, ptime, r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or '', r[6] or ''}

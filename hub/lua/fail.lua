@@ -1,7 +1,7 @@
 -- The worker holding a job reports failure: retry later (back to queued, delayed) or fail for good.
 -- Backoff: base * 2^(n-1) ms, capped; n = retries so far including this one.
 -- KEYS: 1 job hash, 2 claim deadlines, 3 run deadlines, 4 counts, 5 worker's jobs, 6 delayed (zset),
---       7 failures log (zset: job id -> failed at)
+--       7 failures log (zset: job id -> failed at), 8 finished jobs (zset: job id -> final at)
 -- ARGV: 1 worker id, 2 now ms, 3 job id, 4 error, 5 retry allowed (1/0), 6 base ms, 7 cap ms,
 --       8 error details json or ''
 -- Returns: {'OK', previous status, outcome ('retry'|'failed'), delay ms, retry_count,
@@ -33,6 +33,7 @@ else
   redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[4], 'completed_at', now)
   redis.call('HINCRBY', KEYS[4], 'failed', 1)
   redis.call('ZADD', KEYS[7], now, ARGV[3])
+  redis.call('ZADD', KEYS[8], now, ARGV[3])
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'error_details', ARGV[8]) end
 local r = redis.call('HMGET', KEYS[1], 'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class')

@@ -1,7 +1,8 @@
 -- Hand back every job a worker holds: each goes back to its queue at its original place.
 -- Used for a graceful disconnect (no retry counted) and for a lost worker (counts as a retry;
 -- a job out of retries then fails).
--- KEYS: 1 worker's jobs (set), 2 claim deadlines, 3 run deadlines, 4 counts, 5 failures log
+-- KEYS: 1 worker's jobs (set), 2 claim deadlines, 3 run deadlines, 4 counts, 5 failures log,
+--       6 finished jobs (zset: job id -> final at)
 -- ARGV: 1 worker id, 2 now ms, 3 key prefix, 4 count a retry (1/0)
 -- Returns: flat records of 9: outcome ('queued'|'failed'), job id, previous status,
 --          origin, client_id, customer_id, job_type, priority, class
@@ -32,6 +33,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
                  'error', 'worker lost and no retries left')
       redis.call('HINCRBY', KEYS[4], 'failed', 1)
       redis.call('ZADD', KEYS[5], ARGV[2], id)
+      redis.call('ZADD', KEYS[6], ARGV[2], id)
     end
     local r = redis.call('HMGET', job, 'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class')
     table.insert(out, outcome); table.insert(out, id); table.insert(out, s[1])

@@ -2,7 +2,8 @@
 -- queue at their original place; retries whose delay has passed become claimable (same score);
 -- jobs running past their time limit end in 'timeout'.
 -- Also trims the completion and failure logs to the last hour.
--- KEYS: 1 claim deadlines, 2 run deadlines, 3 delayed, 4 counts, 5 completions log, 6 failures log
+-- KEYS: 1 claim deadlines, 2 run deadlines, 3 delayed, 4 counts, 5 completions log, 6 failures log,
+--       7 finished jobs (zset: job id -> final at)
 -- ARGV: 1 now ms, 2 key prefix, 3 limit per timer kind
 -- Returns: flat records of 9: kind ('claim'|'retry'|'timeout'), job id, worker id,
 --          origin, client_id, customer_id, job_type, priority, class
@@ -47,6 +48,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0
     redis.call('SREM', prefix .. ':wjobs:' .. s[2], id)
     redis.call('HINCRBY', KEYS[4], s[1], -1)
     redis.call('HINCRBY', KEYS[4], 'timeout', 1)
+    redis.call('ZADD', KEYS[7], now, id)
     emit('timeout', id, s[2], job)
   end
 end
