@@ -770,9 +770,26 @@ class EmpQueueClient(HubConnection):
     ) -> JobAccepted:
         """Submit a job; returns the hub's ``job_accepted`` (job_id, position, estimated_start,
         notified_workers). ``fields`` override the job's fields. Invalid fields raise pydantic's
-        ``ValidationError`` before anything is sent."""
+        ``ValidationError`` before anything is sent.
+
+        Every submission carries an ``idempotency_key`` (a fresh one unless given; spec D18), so
+        it is sent again — and never applied twice — when the connection drops before the reply or
+        the hub answers SERVICE_UNAVAILABLE (Redis unreachable), until ``timeout``."""
         msg = submission_message(job, **fields)
-        return await self.ask(msg, JobAccepted, timeout=timeout)
+        if msg.idempotency_key is None:
+            msg = submission_message(msg, idempotency_key=uuid.uuid4().hex)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.request_timeout if timeout is None else timeout)
+        delay = 0.05
+        while True:
+            try:
+                remaining = max(0.001, deadline - loop.time())
+                return await self.ask(msg, JobAccepted, timeout=remaining, retry=True)
+            except HubError as exc:
+                if exc.code != "SERVICE_UNAVAILABLE" or loop.time() + delay >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def submit_job(self, job: JobSubmission | SubmitJob | Mapping[str, Any], **fields: Any) -> str:
         """Submit a job; returns its job id."""

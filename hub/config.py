@@ -33,6 +33,7 @@ class HubConfig:
     # finished jobs (completed, failed, cancelled, timeout) are forgotten this long after their final
     # transition: hash and listing entry (D9); 0 = keep them forever
     job_retention_s: float = 7 * 24 * 3600
+    idempotency_ttl_s: float = 24 * 3600  # a submit_job idempotency_key is remembered this long (D18)
     queue_alert_per_worker: int = 5  # system_alert when queued jobs > this x max(1, workers)
     client_tokens: str = ""  # comma-separated tokens for job clients (none anywhere: open dev mode)
     worker_tokens: str = ""

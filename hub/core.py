@@ -51,7 +51,7 @@ from empq.hub.matching import JobClass, can_run, customer_allowed
 from empq.hub.metrics import HubMetrics
 from empq.hub.resp import RedisReplyError
 from empq.hub.session import Accepted, Refused, Role, Session, error
-from empq.hub.store import JobStore, Routing, StoreError, TimerEvent
+from empq.hub.store import AlreadySubmitted, JobStore, Routing, StoreError, TimerEvent
 from pydantic import BaseModel
 
 from empq import protocol
@@ -928,26 +928,41 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
     job_id = f"job-{uuid.uuid4().hex}"
     priority = msg.priority if msg.priority is not None else 50
     max_retries = msg.max_retries if msg.max_retries is not None else hub.config.default_max_retries
-    position = await hub.store.submit(
-        job_id,
-        job_class,
-        priority,
-        {
-            "id": job_id,
-            "job_type": msg.job_type,
-            "priority": priority,
-            "payload": orjson.dumps(msg.payload),
-            "requirements": orjson.dumps(requirements) if requirements is not None else None,
-            "customer_id": customer_id,
-            "client_id": session.client_id,
-            "origin": session.conn_id,
-            "max_retries": max_retries,
-            "retry_count": 0,
-            "timeout_ms": int(msg.timeout_seconds * 1000) if msg.timeout_seconds else None,
-            "metadata": orjson.dumps(msg.metadata) if msg.metadata is not None else None,
-            "created_at": now_ms(),
-        },
-    )
+    idempotency = None
+    if msg.idempotency_key is not None:  # D18: once per key and client identity
+        scope = f"{session.client_id or ''}\0{customer_id or ''}\0{msg.idempotency_key}"
+        idempotency = (scope, int(hub.config.idempotency_ttl_s * 1000))
+    try:
+        position = await hub.store.submit(
+            job_id,
+            job_class,
+            priority,
+            {
+                "id": job_id,
+                "job_type": msg.job_type,
+                "priority": priority,
+                "payload": orjson.dumps(msg.payload),
+                "requirements": orjson.dumps(requirements) if requirements is not None else None,
+                "customer_id": customer_id,
+                "client_id": session.client_id,
+                "origin": session.conn_id,
+                "max_retries": max_retries,
+                "retry_count": 0,
+                "timeout_ms": int(msg.timeout_seconds * 1000) if msg.timeout_seconds else None,
+                "metadata": orjson.dumps(msg.metadata) if msg.metadata is not None else None,
+                "created_at": now_ms(),
+            },
+            idempotency,
+        )
+    except AlreadySubmitted as first:  # a repeat: the first reply again, nothing queued
+        hub.reply(
+            session,
+            accepted,
+            protocol.make(
+                JobAccepted, job_id=first.job_id, status="queued", position=first.position, notified_workers=0
+            ),
+        )
+        return
     hub.awaiting.setdefault(job_id, set()).add(session.conn_id)
     hub.metrics.job_submitted(msg.job_type)
     notified = hub.job_claimable(job_id, job_class.id, customer_id, priority)

@@ -9,6 +9,7 @@ claim script reports a newer version.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,15 @@ SCRIPTS = (
     "capabilities",
     "forget",
 )
+
+
+class AlreadySubmitted(Exception):
+    """A submission's idempotency key was used already (D18): the first job and its position."""
+
+    def __init__(self, job_id: str, position: int) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+        self.position = position
 
 
 class StoreError(Exception):
@@ -112,27 +122,42 @@ class JobStore:
         return f"{self.p}:{name}"
 
     # job lifecycle ------------------------------------------------------------------------
-    async def submit(self, job_id: str, job_class: JobClass, priority: int, fields: dict[str, Any]) -> int:
-        """Queue a job; returns its 1-based position."""
+    async def submit(
+        self,
+        job_id: str,
+        job_class: JobClass,
+        priority: int,
+        fields: dict[str, Any],
+        idempotency: tuple[str, int] | None = None,
+    ) -> int:
+        """Queue a job; returns its 1-based position. ``idempotency`` = (scoped key, ttl ms): when
+        the key was used within the ttl nothing is queued and ``AlreadySubmitted`` names the first
+        job and its position (D18)."""
         self.classes.setdefault(job_class.id, job_class)
         flat: list[Any] = []
         for name, value in fields.items():
             if value is not None:
                 flat += (name, value)
         k = self.key
-        seq, position, _version = await self.batch.script(
-            "submit",
-            [
-                self.job_key(job_id),
-                self.queue_key(job_class.id),
-                k("classes"),
-                k("classes:version"),
-                k("seq"),
-                k("counts"),
-            ],
-            [job_class.id, job_class.to_json(), priority, self.p, job_id, *flat],
+        keys = [
+            self.job_key(job_id),
+            self.queue_key(job_class.id),
+            k("classes"),
+            k("classes:version"),
+            k("seq"),
+            k("counts"),
+        ]
+        ttl_ms = 0
+        if idempotency is not None:
+            digest = hashlib.sha256(idempotency[0].encode()).hexdigest()
+            keys.append(k(f"idem:{digest}"))
+            ttl_ms = idempotency[1]
+        r = await self.batch.script(
+            "submit", keys, [job_class.id, job_class.to_json(), priority, self.p, job_id, ttl_ms, *flat]
         )
-        return int(position)
+        if int(r[0]) == 0:
+            raise AlreadySubmitted(r[3], int(r[1]))
+        return int(r[1])
 
     async def claim(
         self,

@@ -934,6 +934,38 @@ async def test_retention_zero_keeps_finished_jobs(start_hub):
     assert (await status_of(client, job))["status"] == "completed"
 
 
+async def test_idempotency_key_applies_a_submission_once_per_client(start_hub):
+    """D18: a repeated submit_job with the same idempotency_key (same client, also after a
+    reconnect) gets the first job_accepted again and queues nothing; another key or another
+    client is another job; after idempotency_ttl_s the key is free again."""
+    hub = await start_hub(idempotency_ttl_s=1.0)
+    client = await hub.peers.client("idem-a", customer_id="idem", client_id="idem-a")
+    first = await submit(client, idempotency_key="order-1")
+    again = await submit(client, idempotency_key="order-1")
+    assert (again["job_id"], again["position"], again["notified_workers"]) == (
+        first["job_id"],
+        first["position"],
+        0,
+    )
+    other_key = await submit(client, idempotency_key="order-2")
+    other_client = await hub.peers.client("idem-b", customer_id="idem")
+    same_key_elsewhere = await submit(other_client, idempotency_key="order-1")
+    assert len({first["job_id"], other_key["job_id"], same_key_elsewhere["job_id"]}) == 3
+    reconnected = await hub.peers.client("idem-a2", customer_id="idem", client_id="idem-a")  # reconnect
+    assert (await submit(reconnected, idempotency_key="order-1"))["job_id"] == first["job_id"]
+    store = hub.core.store
+    assert await hub.redis.execute("ZCARD", store.key("jobs")) == 3
+    await asyncio.sleep(1.1)
+    later = await submit(client, idempotency_key="order-1")
+    assert later["job_id"] != first["job_id"]
+    await client.send_raw(
+        {"type": "submit_job", "id": "long", "timestamp": now_ms(), "job_type": "t", "payload": {},
+         "idempotency_key": "x" * 129}
+    )  # fmt: skip
+    refused = await client.expect("error", request_id="long")
+    assert (refused["error_code"], refused["details"]["field"]) == ("INVALID_PARAMETERS", "idempotency_key")
+
+
 # --- 9. two hubs on one Redis -----------------------------------------------------------------
 
 

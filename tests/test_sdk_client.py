@@ -320,3 +320,41 @@ def unused_tcp_port() -> int:
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_submit_applied_but_reply_lost_is_retried_once_with_its_key(sdk):
+    """D18: Redis applied the submission, the hub lost the reply (SERVICE_UNAVAILABLE); the SDK
+    sends it again with the same idempotency_key and gets the first job back — one job, not two."""
+    hub = await sdk.hub()
+    client = await sdk.client(hub, client_id="sdk-idem")
+    assert hub.server is not None and hub.server.core is not None
+    store = hub.server.core.store
+    real_submit = store.submit
+    calls: list[tuple[str, Any]] = []
+
+    async def applied_then_lost(job_id: str, *args: Any) -> int:
+        position = await real_submit(job_id, *args)
+        calls.append((job_id, args[-1]))
+        if len(calls) == 1:
+            raise OSError("connection to Redis lost before the reply")
+        return position
+
+    store.submit = applied_then_lost  # type: ignore[method-assign]
+    accepted = await client.submit(JobSubmission("text_to_image", {"prompt": "once"}), timeout=5)
+    assert len(calls) == 1  # the repeat was answered from the key's record: nothing queued
+    assert accepted.job_id == calls[0][0]
+    assert calls[0][1] is not None  # the key was sent
+    status = await client.request_status(accepted.job_id)
+    assert status.status.value == "queued"
+    redis = hub.server.redis
+    assert redis is not None
+    listed = await redis.execute("ZCARD", store.key("jobs"))
+    assert listed == 1, "the retried submission queued a second job"
+
+
+async def test_a_refused_submission_is_not_retried(sdk):
+    hub = await sdk.hub()
+    client = await sdk.client(hub, client_id="sdk-idem-refused", customer_id="acme")
+    with pytest.raises(HubError) as refused:
+        await client.submit(JobSubmission("text_to_image", {"prompt": "x"}), customer_id="other")
+    assert refused.value.code == "PERMISSION_DENIED"

@@ -70,6 +70,14 @@ class SubmitJob(BaseMessage):
             le=604800.0,
         ),
     ] = None
+    idempotency_key: Annotated[
+        StrictStr | None,
+        Field(
+            description="empq extension (D18): a client-chosen key that makes the submission safe to repeat. The hub applies a submit_job at most once per key and client identity within 24 hours: a repeat (e.g. after SERVICE_UNAVAILABLE or a lost connection) gets the first submission's job_accepted again (same job_id and position, notified_workers 0) and queues nothing.",
+            max_length=128,
+            min_length=1,
+        ),
+    ] = None
     timestamp: Annotated[
         StrictInt, Field(description='Unix time in milliseconds.', ge=0)
     ]

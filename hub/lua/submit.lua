@@ -1,12 +1,23 @@
 -- Queue a new job.  Score = (100 - priority) * 2^40 + seq: lower is better, so a class's sorted
 -- set is ordered by priority (high first) then submission order (FIFO).  Exact in a double.
 -- KEYS: 1 job hash, 2 class queue (zset), 3 classes (hash id -> json), 4 classes version,
---       5 sequence counter, 6 counts by status (hash)
--- ARGV: 1 class id, 2 class json, 3 priority, 4 key prefix, 5 job id, 6.. job hash field/value pairs
--- Returns: {seq, position, classes_version}
+--       5 sequence counter, 6 counts by status (hash),
+--       7 (only with an idempotency key) the key's record: "first job id:its position", expiring
+-- ARGV: 1 class id, 2 class json, 3 priority, 4 key prefix, 5 job id, 6 idempotency record ttl ms,
+--       7.. job hash field/value pairs
+-- Returns: {seq, position, classes_version}, or for a key already used (D18, nothing queued):
+--          {0, first position, classes_version, first job id}
+if KEYS[7] then
+  local prior = redis.call('GET', KEYS[7])
+  if prior then
+    local sep = string.find(prior, ':', 1, true)
+    return {0, tonumber(string.sub(prior, sep + 1)), tonumber(redis.call('GET', KEYS[4]) or '0'),
+            string.sub(prior, 1, sep - 1)}
+  end
+end
 local seq = redis.call('INCR', KEYS[5])
 local score = (100 - tonumber(ARGV[3])) * 1099511627776 + seq
-redis.call('HSET', KEYS[1], 'status', 'queued', 'score', score, 'class', ARGV[1], unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], 'status', 'queued', 'score', score, 'class', ARGV[1], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[2], score, ARGV[5])
 redis.call('ZADD', ARGV[4] .. ':queued', score, ARGV[5])
 redis.call('ZADD', ARGV[4] .. ':jobs', seq, ARGV[5])  -- every job, by submission (HTTP listing)
@@ -17,4 +28,7 @@ redis.call('HINCRBY', KEYS[6], 'queued', 1)
 -- 1-based position among every claimable job, of any class, that would be served first
 -- (the global index P:queued holds every job of every class queue, with the same score)
 local position = 1 + redis.call('ZCOUNT', ARGV[4] .. ':queued', '-inf', '(' .. score)
+if KEYS[7] then
+  redis.call('SET', KEYS[7], ARGV[5] .. ':' .. position, 'PX', ARGV[6])
+end
 return {seq, position, tonumber(redis.call('GET', KEYS[4]) or '0')}

@@ -21,9 +21,12 @@ Faults (one at a time, ``gap`` seconds apart on average):
 - ``hub_kill9``: SIGKILL hub A or B, restart it on the same port after 0.2-1 s;
 - ``redis_restart``: SIGTERM redis-server (it writes its AOF), start it again after 0.2-1 s.
 
-A ``submit_job`` answered SERVICE_UNAVAILABLE, or in flight when the connection dropped, is NOT
-resubmitted (the hub cannot promise it was not applied): the job is "in doubt" and left out of the
-client-side invariants (Redis-side invariants still cover whatever Redis holds).
+Every ``submit_job`` carries ``idempotency_key`` ``chaos-<n>`` (spec D18). One answered
+SERVICE_UNAVAILABLE, or in flight when the connection dropped, is "in doubt" (it may have been
+applied) and is sent again with the same key until it is accepted (at most ``RESUBMITS`` times);
+the invariants then cover it like any other: at most one job per submission ``n``, and a repeat
+must name the job the first acceptance named. What is still in doubt at the end is left out of the
+client-side checks (Redis-side invariants still cover whatever Redis holds).
 
 Invariants (``Report.violations``; empty = pass):
 
@@ -81,6 +84,7 @@ HUB_ENV = {
 STALL_S = (2000 + 1500 + 500 + 200) / 1000 + 3.0
 START_TIMEOUT = 20.0
 FINAL_STATES = {"completed", "failed", "timeout", "cancelled"}
+RESUBMITS = 100  # times one in-doubt submission is sent again (with its idempotency key)
 FAULT_KINDS = ("worker_kill9", "worker_drop", "hub_kill9", "redis_restart")
 FAULT_WEIGHTS = (0.35, 0.35, 0.15, 0.15)
 
@@ -227,7 +231,9 @@ class Client:
         self.pending_subs: dict[str, str] = {}  # request id -> job id
         self.job_of: dict[int, str] = {}  # n -> job id (job_accepted)
         self.n_of: dict[str, int] = {}
-        self.in_doubt: dict[int, str] = {}  # n -> why (not resubmitted)
+        self.in_doubt: dict[int, str] = {}  # n -> why (resubmitted with its key until accepted)
+        self.resubmits: collections.Counter[int] = collections.Counter()
+        self.conflicting_accepts: list[str] = []  # a repeat that named another job (D18 broken)
         self.refused: dict[int, str] = {}  # n -> error code (other than SERVICE_UNAVAILABLE)
         self.completed: collections.Counter[str] = collections.Counter()  # job_completed frames
         self.failed: collections.Counter[str] = collections.Counter()  # job_update failed/timeout
@@ -267,6 +273,7 @@ class Client:
                 self.peer = None
                 for n in self.pending_submits.values():
                     self.in_doubt[n] = "connection dropped before the reply"
+                    self.resubmit_later(n)
                 self.pending_submits.clear()
                 self.pending_subs.clear()
                 with contextlib.suppress(Exception):
@@ -313,11 +320,18 @@ class Client:
         if rid in self.pending_submits:
             n = self.pending_submits.pop(rid)
             if kind == "job_accepted":
+                known = self.job_of.get(n)
+                if known is not None and known != frame["job_id"]:
+                    self.conflicting_accepts.append(f"submission {n}: {known} then {frame['job_id']}")
                 self.job_of[n] = frame["job_id"]
                 self.n_of[frame["job_id"]] = n
+                self.in_doubt.pop(n, None)
+                if n in self.resubmits:  # its events went to the connection that first sent it
+                    asyncio.ensure_future(self.resubscribe([frame["job_id"]]))
             elif kind == "error" and frame.get("error_code") == "SERVICE_UNAVAILABLE":
-                self.in_doubt[n] = "SERVICE_UNAVAILABLE"  # maybe applied: not resubmitted
+                self.in_doubt[n] = "SERVICE_UNAVAILABLE"  # maybe applied: sent again with its key
                 self.errors["submit:SERVICE_UNAVAILABLE"] += 1
+                self.resubmit_later(n)
             else:
                 self.refused[n] = frame.get("error_code") or kind
             return
@@ -343,6 +357,12 @@ class Client:
         elif kind == "error":
             self.errors[str(frame.get("error_code"))] += 1
 
+    def resubmit_later(self, n: int) -> None:
+        if self.stop or self.resubmits[n] >= RESUBMITS:
+            return
+        self.resubmits[n] += 1
+        asyncio.get_running_loop().call_later(0.2, lambda: asyncio.ensure_future(self.submit(n)))
+
     async def submit(self, n: int) -> None:
         await until(lambda: self.connected.is_set(), 30, "the client connected to a hub")
         assert self.peer is not None
@@ -355,10 +375,12 @@ class Client:
                 job_type="noop",
                 payload={"n": n},
                 requirements={"service_type": "sim"},
+                idempotency_key=f"chaos-{n}",
             )
         except (PeerError, OSError, Exception):  # noqa: BLE001 - the socket went away mid-send
             if self.pending_submits.pop(rid, None) is not None:
                 self.in_doubt[n] = "send failed"
+                self.resubmit_later(n)
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -383,6 +405,7 @@ class Report:
     jobs: int = 0
     accepted: int = 0
     in_doubt: int = 0
+    resubmitted: int = 0
     refused: int = 0
     completed: int = 0
     failed: int = 0
@@ -405,7 +428,8 @@ class Report:
         rows += [
             ("jobs submitted", self.jobs),
             ("  accepted (job_accepted)", self.accepted),
-            ("  in doubt (not resubmitted)", self.in_doubt),
+            ("  resubmitted in doubt (same idempotency key)", self.resubmitted),
+            ("  still in doubt at the end", self.in_doubt),
             ("  refused", self.refused),
             ("completed", self.completed),
             ("failed (retries exhausted)", self.failed),
@@ -562,7 +586,7 @@ class Run:
                 continue
             open_jobs = sum(1 for j in jobs.values() if j["status"] not in FINAL_STATES)
             unnotified = sum(1 for j in client.n_of if not client.final(j))
-            pending = len(client.pending_submits)
+            pending = len(client.pending_submits) + len(client.in_doubt)
             if open_jobs == 0 and unnotified == 0 and pending == 0:
                 return
             state = (open_jobs, unnotified, pending)
@@ -666,12 +690,13 @@ class Run:
                 violations.append(f"job_completed for {job_id}, which Redis does not know")
         if client.schema_violations:
             violations += [f"schema: {s}" for s in client.schema_violations[:5]]
+        violations += [f"idempotency: {c}" for c in client.conflicting_accepts]
 
         doubt_in_redis = sum(1 for n in client.in_doubt if n in by_n)
         if client.in_doubt:
             reasons = collections.Counter(client.in_doubt.values())
             notes.append(
-                f"{len(client.in_doubt)} submission(s) in doubt ({dict(reasons)}), not resubmitted and "
+                f"{len(client.in_doubt)} submission(s) still in doubt ({dict(reasons)}) after resubmitting, "
                 f"left out of the client-side checks; {doubt_in_redis} of them were applied "
                 f"(checked Redis-side only)"
             )
@@ -696,6 +721,7 @@ class Run:
             jobs=cfg.jobs,
             accepted=len(client.job_of),
             in_doubt=len(client.in_doubt),
+            resubmitted=len(client.resubmits),
             refused=len(client.refused),
             completed=completed,
             failed=failed,
