@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from empq.conformance.ctx import Ctx, expect_field
 from empq.conformance.model import INFO, MUST, SHOULD, case
 from empq.conformance.wire import summary
@@ -52,6 +54,25 @@ async def submit_accepted(ctx: Ctx) -> None:
         },
     )
     expect_field(ctx, accepted, "status", "queued")
+
+
+@case(
+    "JOB-SUBMIT-EXT-001",
+    section=SUBMISSION,
+    title="A repeated submit_job with the same idempotency_key (empq extension D18; recorded)",
+    tier=INFO,
+    reference='{"type": "submit_job", ..., "idempotency_key": "order-1"}  (not in the reference)',
+    messages=("submit_job", "job_accepted"),
+)
+async def submit_idempotency_key(ctx: Ctx) -> None:
+    client = await ctx.client()
+    key = f"conformance-{uuid.uuid4().hex}"
+    first = await ctx.submit(client, payload={"n": 1}, idempotency_key=key)
+    again = await ctx.submit(client, payload={"n": 1}, idempotency_key=key)
+    if first.get("job_id") == again.get("job_id"):
+        ctx.note("honoured: the repeat named the first job (applied once)")
+    else:
+        ctx.note("ignored: the repeat was queued as another job (the field is an empq extension)")
 
 
 @case(
