@@ -452,15 +452,16 @@ async def run_load(
         result["hub_cpu_pct"] = round(100 * (hub_cpu1 - hub_cpu0) / elapsed, 1)
     if redis_cpu0 is not None and redis_cpu1 is not None and elapsed > 0:
         result["redis_cpu_pct"] = round(100 * (redis_cpu1 - redis_cpu0) / elapsed, 1)
-    done = result["completed"]
-    if done:  # CPU microseconds per completed job, by process: where the machine's time goes
-        per_job = {"driver": (cpu1 - cpu0)}
-        if hub_cpu0 is not None and hub_cpu1 is not None:
-            per_job["hub"] = hub_cpu1 - hub_cpu0
-        if redis_cpu0 is not None and redis_cpu1 is not None:
-            per_job["redis"] = redis_cpu1 - redis_cpu0
-        result["cpu_us_per_job"] = {k: round(v / done * 1e6) for k, v in per_job.items()}
+    if result["completed"]:  # where the machine's time goes
+        spans = {"driver": (cpu0, cpu1), "hub": (hub_cpu0, hub_cpu1), "redis": (redis_cpu0, redis_cpu1)}
+        result["cpu_us_per_job"] = cpu_per_job(result["completed"], spans)
     return result
+
+
+def cpu_per_job(done: int, spans: dict[str, tuple[float | None, float | None]]) -> dict[str, int]:
+    """CPU microseconds per completed job by process, from (before, after) CPU seconds; a process
+    whose CPU could not be read is left out."""
+    return {k: round((b - a) / done * 1e6) for k, (a, b) in spans.items() if a is not None and b is not None}
 
 
 def summarise(m: Measure, cfg: LoadConfig, url: str, label: str, stopped_by: str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import module_command
-from bench.lifecycle import LoadConfig, cpu_seconds_of, empq_hub_subprocess, run_load, run_null
+from bench.lifecycle import LoadConfig, cpu_per_job, cpu_seconds_of, empq_hub_subprocess, run_load, run_null
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -158,14 +158,10 @@ def run_peer(peer: str, a: argparse.Namespace, port: int, redis_pid: int) -> dic
         if client.returncode != 0 or not lines:
             raise RuntimeError(f"{peer} client failed ({client.returncode}): {client.stderr.decode()[-800:]}")
         result: dict[str, Any] = json.loads(lines[-1])
-        done = result["completed"]
-        if done:
-            cpu = {"client": result.pop("client_cpu_s")}
-            if worker0 is not None and worker1 is not None:
-                cpu["worker"] = worker1 - worker0
-            if redis0 is not None and redis1 is not None:
-                cpu["redis"] = redis1 - redis0
-            result["cpu_us_per_job"] = {k: round(v / done * 1e6) for k, v in cpu.items()}
+        client_cpu = result.pop("client_cpu_s", None)
+        if result["completed"]:
+            spans = {"client": (0.0, client_cpu), "worker": (worker0, worker1), "redis": (redis0, redis1)}
+            result["cpu_us_per_job"] = cpu_per_job(result["completed"], spans)
         return result
     finally:
         worker.terminate()
