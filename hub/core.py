@@ -155,6 +155,10 @@ class HubCore:
         self.sessions: dict[str, Session] = {}
         self.workers: dict[str, LocalWorker] = {}
         self.job_subs: dict[str, set[str]] = {}
+        # local workers that may be idle (subscribed, not notified since their claim, a free slot):
+        # job_available goes through these, not through every worker (most are busy in a big fleet);
+        # a worker is (re)added whenever it may have become idle and dropped when found not to be
+        self.maybe_idle: dict[str, None] = {}
         # job id -> local connections owed its final message (the submitter, subscribers), until
         # it is delivered; re-read from Redis when an event may have been lost (resync_finals)
         self.awaiting: dict[str, set[str]] = {}
@@ -367,6 +371,7 @@ class HubCore:
             if worker is not None:
                 for job_id in event.get("release", ()):
                     worker.held.discard(job_id)
+                self.maybe_idle[worker.worker_id] = None
                 self.deliver(worker.conn_id, event["frame"].encode())
         elif kind == "available":
             job_class = self.store.classes.get(event["class_id"])
@@ -385,6 +390,7 @@ class HubCore:
         if worker is not None:
             if release:
                 worker.held.discard(release)
+                self.maybe_idle[worker_id] = None
             self.send(worker.conn_id, message)
         else:
             frame = protocol.encode(message).decode()
@@ -504,10 +510,12 @@ class HubCore:
         """Send job_available to up to ``notify_fanout`` idle local workers that can run the job."""
         sent = 0
         message: bytes | None = None
-        for worker in self.workers.values():
+        for worker_id in list(self.maybe_idle):
             if sent >= self.config.notify_fanout:
                 break
-            if worker.notified or not worker.subscribe or worker.free <= 0:
+            worker = self.workers.get(worker_id)
+            if worker is None or worker.notified or not worker.subscribe or worker.free <= 0:
+                del self.maybe_idle[worker_id]  # back when it claims, frees a slot or changes status
                 continue
             if not can_run(worker.capabilities, job_class) or not customer_allowed(
                 worker.capabilities, customer_id
@@ -524,6 +532,7 @@ class HubCore:
                     )
                 )
             worker.notified = True
+            del self.maybe_idle[worker_id]
             self.deliver(worker.conn_id, message)
             sent += 1
         return sent
@@ -885,6 +894,7 @@ async def on_register_worker(hub: HubCore, session: Session, msg: Any) -> None:
         held=set(held),
         last_heartbeat=now_ms(),
     )
+    hub.maybe_idle[msg.worker_id] = None
     fields: dict[str, Any] = {
         "worker_id": msg.worker_id,
         "status": "registered",
@@ -1075,6 +1085,7 @@ async def on_cancel_job(hub: HubCore, session: Session, msg: Any) -> None:
 async def on_claim_job(hub: HubCore, session: Session, msg: Any) -> None:
     worker = hub.workers[session.worker_id or ""]
     worker.notified = False
+    hub.maybe_idle[worker.worker_id] = None
     want = min(msg.max_jobs or 1, worker.free) if worker.free > 0 else 0
     # the model fills the schema's default (30000) when absent: the hub's configured default wins then
     sent = "claim_timeout" in msg.model_fields_set and msg.claim_timeout
@@ -1228,6 +1239,7 @@ def _release_slot(hub: HubCore, worker_id: str, job_id: str) -> None:
     worker = hub.workers.get(worker_id)
     if worker is not None:
         worker.held.discard(job_id)
+        hub.maybe_idle[worker_id] = None
 
 
 async def on_worker_heartbeat(hub: HubCore, session: Session, msg: Any) -> None:
@@ -1236,6 +1248,7 @@ async def on_worker_heartbeat(hub: HubCore, session: Session, msg: Any) -> None:
     worker.last_heartbeat = now
     if msg.status is not None:
         worker.status = msg.status.value
+        hub.maybe_idle[worker.worker_id] = None
     if msg.load is not None:
         worker.load = msg.load
     if msg.system_info is not None:
@@ -1258,6 +1271,7 @@ async def on_worker_heartbeat(hub: HubCore, session: Session, msg: Any) -> None:
 async def on_worker_status(hub: HubCore, session: Session, msg: Any) -> None:
     worker = hub.workers[session.worker_id or ""]
     worker.status = msg.status.value
+    hub.maybe_idle[worker.worker_id] = None
     if msg.capabilities is not None:
         worker.capabilities = protocol.to_dict(msg.capabilities)
         hub._capable.clear()

@@ -1111,3 +1111,34 @@ async def test_shutdown_tells_every_peer_and_keeps_jobs(start_hub):
     again = await start_hub(key_prefix=hub.config.key_prefix)
     other = await again.peers.client("keeper-2", customer_id="shut")
     assert (await status_of(other, job))["status"] == "queued"
+
+
+async def test_job_available_reaches_a_worker_again_once_it_has_a_free_slot(start_hub):
+    """job_available goes through the workers that may be idle (not every worker): a busy or
+    draining worker is skipped, and told again once it completes its job or reports itself idle."""
+    hub = await start_hub()
+    client = await hub.peers.client("idle-again", customer_id="idle")
+    worker = await hub.peers.worker(subscribe=True)
+    first = (await submit(client))["job_id"]
+    await worker.expect("job_available", job_id=first)
+    await claim_eventually(worker, first)
+    await accept(worker, first)
+    busy_job = (await submit(client))["job_id"]  # one slot, held: not told
+    await worker.expect_none("job_available", job_id=busy_job, within=0.3)
+    await complete(worker, first)  # a free slot again; still waiting for its claim: tell it
+    later = (await submit(client))["job_id"]
+    await worker.expect("job_available", job_id=later)
+    await claim_eventually(worker, busy_job)  # FIFO: the job it was not told about comes first
+    await accept(worker, busy_job)
+    await worker.request(
+        "worker_heartbeat", "worker_heartbeat_ack", worker_id=worker.worker_id, status="draining"
+    )
+    await complete(worker, busy_job)
+    drained = (await submit(client))["job_id"]  # draining: no free slot
+    await worker.expect_none("job_available", job_id=drained, within=0.3)
+    await worker.request(
+        "worker_heartbeat", "worker_heartbeat_ack", worker_id=worker.worker_id, status="idle"
+    )
+    another = (await submit(client))["job_id"]  # idle again, not told since its last claim: told
+    await worker.expect("job_available", job_id=another, timeout=2)
+    assert worker.worker_id not in hub.core.maybe_idle  # told: out until it claims again
