@@ -59,6 +59,11 @@ from empq import protocol
 log = logging.getLogger("empq.hub")
 
 FINAL = {"completed", "failed", "cancelled", "timeout"}
+# Messages whose handler makes exactly one Redis call and then only sends: a transport may dispatch
+# a connection's next one while the previous one's call is in flight. Redis runs the calls in the
+# order they were written and answers in that order, so the effects and the replies keep the order
+# of the frames (a worker's accept, progress and complete no longer wait for each other).
+PIPELINABLE = frozenset({"job_accepted_by_worker", "update_job_progress", "complete_job"})
 JOB_STATUSES = tuple(status.value for status in JobStatus)  # from the schema's enum
 ALL_SECTIONS = ("jobs", "workers", "throughput", "system")
 MAX_CHUNK_STREAMS = 8
@@ -203,9 +208,16 @@ class HubCore:
         )
 
     async def receive(self, conn_id: str, frame: bytes | str) -> None:
+        admitted = self.admit(conn_id, frame)
+        if admitted is not None:
+            await self.dispatch(*admitted)
+
+    def admit(self, conn_id: str, frame: bytes | str) -> tuple[Session, Accepted] | None:
+        """The synchronous half of ``receive``: a sign of life, parsing and the validity table; a
+        refusal is answered here (None). ``dispatch`` does the rest."""
         session = self.sessions.get(conn_id)
         if session is None:
-            return
+            return None
         if session.worker_id is not None:
             worker = self.workers.get(session.worker_id)
             if worker is not None:
@@ -215,8 +227,8 @@ class HubCore:
             self.send(conn_id, outcome.reply)
             if outcome.close:
                 self.outbox.close(conn_id, 1008, "refused")
-            return
-        await self.dispatch(session, outcome)
+            return None
+        return session, outcome
 
     async def dispatch(self, session: Session, accepted: Accepted) -> None:
         message = accepted.message

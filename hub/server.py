@@ -8,6 +8,7 @@ Each connection's frames are handled in order; what the core sends is written pe
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import logging
@@ -18,7 +19,7 @@ from typing import Any
 from empq.generated.messages.server_disconnect import ServerDisconnect
 from empq.hub.auth import handshake_token
 from empq.hub.config import HubConfig
-from empq.hub.core import HubCore, now_ms
+from empq.hub.core import PIPELINABLE, HubCore, now_ms
 from empq.hub.embedded_redis import EmbeddedRedis
 from empq.hub.redis_batch import RedisBatch
 from empq.hub.resp import RedisConnectionError, RespClient, RespSubscriber
@@ -32,6 +33,7 @@ from empq import protocol
 log = logging.getLogger("empq.hub")
 
 MAX_BUFFERED_BYTES = 64 * 1024 * 1024
+MAX_PIPELINED = 64  # PIPELINABLE dispatches in flight per connection before reading waits
 
 
 class WebSocketOutbox:
@@ -217,13 +219,30 @@ class HubServer:
         request = ws.request
         token = handshake_token(request.path, request.headers.get("Authorization")) if request else None
         core.connect(conn_id, token)
+        # dispatches of PIPELINABLE frames still running, oldest first; any other frame waits for them
+        running: collections.deque[asyncio.Task[None]] = collections.deque()
         try:
             while True:
                 frame = await ws.recv(decode=False)
-                await core.receive(conn_id, frame)
+                admitted = core.admit(conn_id, frame)
+                if admitted is None:
+                    continue
+                session, accepted = admitted
+                while running and running[0].done():
+                    running.popleft()
+                if accepted.message.type in PIPELINABLE:
+                    running.append(asyncio.get_running_loop().create_task(core.dispatch(session, accepted)))
+                    if len(running) > MAX_PIPELINED:
+                        await running.popleft()
+                    continue
+                while running:
+                    await running.popleft()
+                await core.dispatch(session, accepted)
         except ConnectionClosed:
             pass
         finally:
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
             self.outbox.detach(conn_id)
             await core.disconnected(conn_id)
 

@@ -1142,3 +1142,36 @@ async def test_job_available_reaches_a_worker_again_once_it_has_a_free_slot(star
     another = (await submit(client))["job_id"]  # idle again, not told since its last claim: told
     await worker.expect("job_available", job_id=another, timeout=2)
     assert worker.worker_id not in hub.core.maybe_idle  # told: out until it claims again
+
+
+async def test_a_workers_frames_sent_back_to_back_keep_their_order(start_hub):
+    """PIPELINABLE frames (accept, progress, complete) are dispatched without waiting for each
+    other's Redis reply; their effects and replies keep the frames' order, and the next other
+    frame (here claim_job) sees all of them (the freed slot)."""
+    hub = await start_hub()
+    client = await hub.peers.client("pipelined", customer_id="pipe")
+    worker = await hub.peers.worker()
+    first, second = [(await submit(client))["job_id"] for _ in range(2)]
+    await claim_eventually(worker, first)
+    wid = worker.worker_id
+    await worker.send("job_accepted_by_worker", id="a", job_id=first, worker_id=wid)
+    for pct in range(10, 100, 10):
+        await worker.send("update_job_progress", id=f"p{pct}", job_id=first, worker_id=wid, progress=pct)
+    await worker.send("complete_job", id="c", job_id=first, worker_id=wid, result={"success": True})
+    await worker.send("claim_job", id="next", worker_id=wid, max_jobs=1)
+    order = []
+    for _ in range(11):
+        frame = await worker.expect(("ack", "job_completed_ack"))
+        order.append(frame["request_id"])
+    assert order == ["a", *(f"p{p}" for p in range(10, 100, 10)), "c"]
+    assigned = await worker.expect(("job_assigned", "ack", "error"), request_id="next")
+    assert (assigned["type"], assigned["job_id"]) == ("job_assigned", second)  # the slot was free
+    seen = []
+    while True:
+        frame = await client.expect(("job_update", "job_completed"), job_id=first)
+        seen.append(frame["status"] if frame["type"] == "job_update" else "completed")
+        if frame["type"] == "job_completed":
+            break
+        if frame["status"] == "in_progress":
+            seen[-1] = f"in_progress:{frame['progress']:g}"
+    assert seen == ["assigned", "accepted", *(f"in_progress:{p}" for p in range(10, 100, 10)), "completed"]
