@@ -347,7 +347,8 @@ def _int_param(raw: str | None, name: str, default: int | None, lo: int, hi: int
     except ValueError:
         raise _invalid(f"{name} must be an integer", name, raw) from None
     if not lo <= value <= hi:
-        raise _invalid(f"{name} must be between {lo} and {hi}", name, value)
+        # beyond 64 bits JSON encoders (orjson) refuse the number: echo what was sent, as text
+        raise _invalid(f"{name} must be between {lo} and {hi}", name, value if abs(value) < 2**53 else raw)
     return value
 
 

@@ -102,6 +102,21 @@ async def test_list_jobs_filters_and_pagination(api):
     assert [j["job_id"] for j in cancelled] == [ids[0]]
 
 
+async def test_out_of_range_integers_beyond_64_bits_are_refused_not_crashed(api):
+    """Regression (schemathesis): limit=-15029899753753012224 gave a 500 — the error echoed the
+    value and JSON encoding refused an integer beyond 64 bits."""
+    for name, raw in (
+        ("limit", "-15029899753753012224"),
+        ("cursor", "99999999999999999999999"),
+        ("limit", "0"),
+    ):
+        r = await api.get("/api/jobs", params={name: raw})
+        assert r.status_code == 422, (name, raw, r.status_code, r.text)
+        body = r.json()
+        assert body["error_code"] == "INVALID_PARAMETERS" and body["details"]["field"] == name
+        assert str(body["details"]["provided_value"]) == raw
+
+
 async def test_workers_and_stats(api, peers):
     worker = await peers.worker(name="w-http")
     r = await api.get("/api/workers")
