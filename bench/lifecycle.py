@@ -50,10 +50,9 @@ from empq.generated.messages.submit_job import SubmitJob
 from empq.generated.messages.update_job_progress import UpdateJobProgress
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench import empq_command, module_command
+from bench import REPO, empq_command, module_command
 from empq import protocol
 
-REPO = Path(__file__).resolve().parent.parent
 MAX_MESSAGE_SIZE = 10 * 1024 * 1024
 SERVICE = "sim"
 FAILED_STATES = frozenset({"failed", "cancelled", "timeout"})

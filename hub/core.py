@@ -167,7 +167,7 @@ class HubCore:
         # job id -> local connections owed its final message (the submitter, subscribers), until
         # it is delivered; re-read from Redis when an event may have been lost (resync_finals)
         self.awaiting: dict[str, set[str]] = {}
-        self._peer_ids: set[str] = set()
+        self.peer_ids: set[str] = set()  # other live hubs on this Redis (the registry, each second)
         self.notification_subs: dict[str, NotificationSub] = {}
         self.stats_subs: dict[str, StatsSub] = {}
         self.chunks: dict[str, dict[str, ChunkStream]] = {}
@@ -177,7 +177,6 @@ class HubCore:
         self.auth = Authenticator.from_config(config)
         self.metrics = HubMetrics()  # /metrics: the handlers below report their events to it
         self.bus_channel = f"{store.p}:bus"
-        self.peer_hubs = 0  # other live hubs on this Redis: job events go over the bus when > 0
         self.hub_count = 1
         self.global_workers: dict[str, dict[str, Any]] = {}  # every hub's workers, refreshed each second
         self.alerts: list[dict[str, Any]] = []  # recent alerts, shown in system_status
@@ -361,6 +360,11 @@ class HubCore:
             )
             for i, part in enumerate(parts)
         ]
+
+    @property
+    def peer_hubs(self) -> int:
+        """Other live hubs on this Redis: job events go over the bus when > 0."""
+        return len(self.peer_ids)
 
     def broadcast(self, kind: str, **fields: Any) -> None:
         """Tell the other hubs on this Redis (pub/sub); nothing when this hub is alone."""
@@ -640,12 +644,9 @@ class HubCore:
         hubs = await self.store.hubs(within_ms=max(5000, 5 * self.config.sweep_interval_ms))
         self.hub_count = max(1, len(hubs))
         peers = {h for h in hubs if h != self.hub_id}
-        self.peer_hubs = len(peers)
-        if self._peer_ids - peers:  # a hub vanished: it may have died between a transition and its publish
-            gone = ", ".join(sorted(self._peer_ids - peers))
-            self._peer_ids = peers
-            await self.resync_finals(f"hub {gone} gone")
-        self._peer_ids = peers
+        gone, self.peer_ids = self.peer_ids - peers, peers
+        if gone:  # a hub vanished: it may have died between a transition and its publish
+            await self.resync_finals(f"hub {', '.join(sorted(gone))} gone")
         self.global_workers = await self.store.worker_capabilities()  # one reply, whatever the count
         self._capable.clear()
 

@@ -86,6 +86,8 @@ class ApiError(Exception):
 
 
 def _invalid(text: str, field: str, value: Any) -> ApiError:
+    if isinstance(value, int) and abs(value) >= 2**63:
+        value = str(value)  # beyond 64 bits JSON encoders (orjson) refuse the number: shown as text
     shown = value if isinstance(value, (str, int, float, bool)) or value is None else repr(value)[:200]
     return ApiError(
         protocol.to_dict(error("INVALID_PARAMETERS", text, None, {"field": field, "provided_value": shown}))
@@ -347,8 +349,7 @@ def _int_param(raw: str | None, name: str, default: int | None, lo: int, hi: int
     except ValueError:
         raise _invalid(f"{name} must be an integer", name, raw) from None
     if not lo <= value <= hi:
-        # beyond 64 bits JSON encoders (orjson) refuse the number: echo what was sent, as text
-        raise _invalid(f"{name} must be between {lo} and {hi}", name, value if abs(value) < 2**53 else raw)
+        raise _invalid(f"{name} must be between {lo} and {hi}", name, value)
     return value
 
 

@@ -31,9 +31,7 @@ def band_label(lo: int, hi: int) -> str:
 
 class HubMetrics:
     def __init__(self) -> None:
-        self._in_by_type: dict[str, Any] = {}
         self._children: dict[tuple[int, str], Any] = {}
-        self._out_by_type: dict[str, Any] = {}
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.submitted = Counter(
             "empq_jobs_submitted", "Jobs submitted to this hub", ["job_type"], registry=r
@@ -96,26 +94,20 @@ class HubMetrics:
             self._child(self.processing_time, job_type).observe(max(0.0, processing_time))
 
     def job_failed(self, job_type: str, retry: bool) -> None:
-        (self.retried if retry else self.failed).labels(job_type).inc()
+        self._child(self.retried if retry else self.failed, job_type).inc()
 
     def message_in(self, kind: str) -> None:
-        child = self._in_by_type.get(kind)
-        if child is None:  # .labels() validates on every call: keep each child (hot path)
-            child = self._in_by_type[kind] = self.messages_in.labels(kind)
-        child.inc()
+        self._child(self.messages_in, kind).inc()
 
     def frame_out(self, data: bytes) -> None:
         kind = _frame_type(data)
-        child = self._out_by_type.get(kind)
-        if child is None:
-            child = self._out_by_type[kind] = self.messages_out.labels(kind)
-        child.inc()
+        self._child(self.messages_out, kind).inc()
         if kind == "error":
             try:
                 code = orjson.loads(data).get("error_code", "unknown")
             except orjson.JSONDecodeError:
                 code = "unknown"
-            self.errors.labels(str(code)).inc()
+            self._child(self.errors, str(code)).inc()
 
     # scrape -----------------------------------------------------------------------------
     async def render(self, core: HubCore) -> bytes:

@@ -36,11 +36,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import module_command
+from bench import REPO, module_command
 from bench.lifecycle import LoadConfig, cpu_per_job, cpu_seconds_of, empq_hub_subprocess, run_load, run_null
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 PEERS = ("empq", "null", "bullmq", "arq", "celery")
 LABELS = {"empq": "empq", "null": "null hub", "bullmq": "BullMQ", "arq": "arq", "celery": "Celery"}
 
