@@ -19,8 +19,6 @@ from typing import Any
 
 import orjson
 import pytest
-import pytest_asyncio
-from conftest import hub_config
 from empq.conformance.peer import Peer, PeerError
 from empq.hub.server import HubServer
 
@@ -29,95 +27,6 @@ from empq.hub.server import HubServer
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class Peers:
-    """Registered peers on one hub (like conftest's ``peers``, for any hub and with tokens)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.opened: list[Peer] = []
-
-    async def raw(self, name: str = "raw", path: str = "", headers: dict[str, str] | None = None) -> Peer:
-        peer = await Peer.connect(self.url + path, name, headers=headers)
-        self.opened.append(peer)
-        await peer.expect("connection_established")
-        return peer
-
-    async def client(self, name: str = "client", customer_id: str | None = None, **fields: Any) -> Peer:
-        peer = await self.raw(name)
-        if customer_id:
-            fields["customer_id"] = customer_id
-        fields.setdefault("client_id", f"{name}-{uuid.uuid4().hex[:6]}")
-        reply = await peer.request("register_client", "client_registered", client_type="job_client", **fields)
-        assert reply["type"] == "client_registered", reply
-        peer.registered = reply
-        return peer
-
-    async def monitor(
-        self, name: str = "monitor", permissions: tuple[str, ...] = ("view_all_jobs", "view_system_stats")
-    ) -> Peer:
-        peer = await self.raw(name)
-        reply = await peer.request(
-            "register_client",
-            "client_registered",
-            client_type="monitor",
-            client_id=name,
-            permissions=list(permissions),
-        )
-        assert reply["type"] == "client_registered", reply
-        peer.registered = reply
-        return peer
-
-    async def worker(
-        self,
-        name: str | None = None,
-        services: tuple[str, ...] = ("comfyui",),
-        subscribe: bool = False,
-        **caps,
-    ) -> Peer:
-        worker_id = name or f"worker-{uuid.uuid4().hex[:8]}"
-        peer = await self.raw(worker_id)
-        peer.worker_id = worker_id
-        reply = await peer.request(
-            "register_worker",
-            "worker_registered",
-            worker_id=worker_id,
-            capabilities={"services": list(services), **caps},
-            subscribe_to_jobs=subscribe,
-        )
-        assert reply["type"] == "worker_registered", reply
-        peer.registered = reply
-        return peer
-
-    async def close(self) -> None:
-        for peer in self.opened:
-            try:
-                await asyncio.wait_for(peer.close(), 2)
-            except Exception:  # already gone
-                pass
-
-
-@pytest_asyncio.fixture
-async def start_hub(redis_url):
-    """Factory: ``hub = await start_hub(**config_overrides)`` — a started HubServer with ``.url``,
-    ``.config`` and ``.peers``; stopped (and its peers closed) at the end of the test."""
-    started: list[HubServer] = []
-
-    async def start(**overrides: Any) -> HubServer:
-        server = HubServer(hub_config(redis_url, **overrides))
-        await server.start()
-        server.url = f"ws://127.0.0.1:{server.port}"
-        server.peers = Peers(server.url)
-        server.stopped = False
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        await server.peers.close()
-        if not server.stopped:
-            await server.stop()
 
 
 async def submit(client: Peer, **fields: Any) -> dict[str, Any]:
