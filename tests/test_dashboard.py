@@ -91,3 +91,78 @@ async def test_dashboard_shows_worker_progress_and_completion(hub):
             runner.cancel()
             with contextlib.suppress(BaseException):
                 await runner
+
+
+INJECTIONS = {
+    # each would run script if written into the page as markup
+    "gpu_model": '<img src=x onerror="window.__pwned = (window.__pwned || 0) + 1">',
+    "gpu_memory_used_gb": "<svg onload=\"window.__pwned = 'svg'\"></svg>",
+    "gpu_memory_total_gb": '"><script>window.__pwned = "script"</script>',
+}
+
+
+async def test_peer_strings_are_text_the_token_leaves_the_url_and_scripts_are_ours_only(start_hub):
+    """D19: a worker's telemetry, job types and errors are shown as text, never run; the dashboard
+    is served with a Content-Security-Policy without inline script; ?token= is moved out of the
+    address bar at load (it read location.search before)."""
+    playwright_api = pytest.importorskip("playwright.async_api")
+    hub = await start_hub(monitor_tokens="secret-monitor", worker_tokens="w", client_tokens="c")
+    base = f"http://127.0.0.1:{hub.http.port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as api:
+        for path in ("/", "/static/dashboard.js"):
+            r = await api.get(path)
+            csp = r.headers.get("content-security-policy", "")
+            assert "script-src 'self'" in csp and "unsafe-inline" not in csp, (path, r.headers)
+            assert r.headers.get("referrer-policy") == "no-referrer"
+    worker = await hub.peers.raw("evil")
+    registered = await worker.request(
+        "register_worker",
+        "worker_registered",
+        worker_id="evil-worker",
+        capabilities={"services": ["comfyui"]},
+        auth_token="w",
+    )
+    assert registered["type"] == "worker_registered", registered
+    ack = await worker.request(
+        "worker_heartbeat", "worker_heartbeat_ack", worker_id="evil-worker", system_info=INJECTIONS
+    )
+    assert ack["type"] == "worker_heartbeat_ack", ack
+    await worker.request(
+        "connector_ws_status",
+        "ack",
+        worker_id="evil-worker",
+        connector_type='<img src=x onerror="window.__pwned=2">',
+        status="connected",
+    )
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 700})
+            violations: list[str] = []
+            page.on("console", lambda m: violations.append(m.text) if "Content Security" in m.text else None)
+            await page.goto(f"{base}/?token=secret-monitor")
+            row = '#workers tr[data-worker-id="evil-worker"]'
+            await page.wait_for_selector(row, timeout=10_000)
+            assert "token" not in page.url and "secret-monitor" not in page.url
+            assert await page.evaluate("location.search") == ""
+            assert await page.evaluate("sessionStorage.getItem('empq-token')") == "secret-monitor"
+            text = await page.inner_text(row)
+            assert "<img src=x" in text and "<svg" in text, text  # shown as text
+            assert await page.evaluate("document.querySelectorAll('#workers img, #workers svg').length") == 0
+            await asyncio.sleep(1.5)  # a stats round or two more
+            assert await page.evaluate("window.__pwned === undefined"), await page.evaluate("window.__pwned")
+            await page.screenshot(path=str(artifacts / "dashboard-injection.png"), full_page=True)
+        finally:
+            await browser.close()
+
+
+async def test_the_dashboard_script_never_writes_markup():
+    source = (REPO / "hub" / "static" / "dashboard.js").read_text(encoding="utf-8")
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in source, sink
+    page = (REPO / "hub" / "static" / "dashboard.html").read_text(encoding="utf-8")
+    assert "<script>" not in page  # scripts only by src (the CSP refuses inline ones anyway)

@@ -1,13 +1,39 @@
-// empq dashboard: a monitor on the hub's WebSocket (token from ?token=), plus /metrics for the
-// queue by priority band. No build step: plain ES2017.
+// empq dashboard: a monitor on the hub's WebSocket, plus /metrics for the queue by priority
+// band. No build step: plain ES2017.
+//
+// Everything a peer sends (worker ids, telemetry, job types, errors) is data: it reaches the page
+// only as text (textContent, DOM nodes built with h()), never as markup. The page is served with
+// a Content-Security-Policy that allows no inline script. The monitor token given as ?token= is
+// moved to sessionStorage and removed from the address bar at load.
 "use strict";
 (function () {
   const params = new URLSearchParams(location.search);
-  const token = params.get("token");
+  if (params.has("token")) {
+    sessionStorage.setItem("empq-token", params.get("token"));
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+  }
+  const token = sessionStorage.getItem("empq-token");
   const state = { workers: [], running: new Map(), completions: [], seq: 0 };
   const $ = (id) => document.getElementById(id);
-  const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   const time = (ms) => (ms ? new Date(ms).toLocaleTimeString() : "");
+  const text = (v) => (v == null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
+  // h("td", {className: "x", dataset: {jobId: id}}, child, "text", ...): a DOM node; strings become text nodes
+  function h(tag, props) {
+    const node = document.createElement(tag);
+    Object.entries(props || {}).forEach(([k, v]) => {
+      if (k === "dataset") Object.entries(v).forEach(([dk, dv]) => { node.dataset[dk] = text(dv); });
+      else node[k] = v;
+    });
+    for (let i = 2; i < arguments.length; i += 1) {
+      const child = arguments[i];
+      if (child == null || child === false) continue;
+      node.append(child instanceof Node ? child : text(child));
+    }
+    return node;
+  }
+  const code = (id) => h("code", null, text(id).slice(0, 16));
   let ws = null;
 
   function send(type, fields) {
@@ -21,7 +47,6 @@
       const cfg = await (await fetch("/dashboard/config.json")).json();
       url = cfg.ws_scheme + "://" + location.hostname + ":" + cfg.ws_port + "/";
     }
-    if (token) url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
     ws = new WebSocket(url);
     ws.onmessage = (ev) => handle(JSON.parse(ev.data));
     ws.onopen = () => { $("conn").textContent = "connected"; $("conn").className = "pill on"; };
@@ -34,11 +59,11 @@
   function handle(m) {
     switch (m.type) {
       case "connection_established":
-        send("register_client", {
+        send("register_client", Object.assign({
           client_type: "monitor",
           client_id: "dashboard-" + Math.random().toString(36).slice(2, 8),
           permissions: ["view_all_jobs", "view_system_stats", "view_workers"],
-        });
+        }, token ? { auth_token: token } : {}));
         break;
       case "client_registered":
         send("subscribe_stats", { interval_seconds: 1 });
@@ -48,8 +73,7 @@
       case "stats_response": case "stats_update":
         renderStats(m.stats); break;
       case "system_status":
-        $("health").textContent = "health: " + m.system_health;
-        $("health").className = "pill s-" + m.system_health;
+        setHealth(m.system_health);
         (m.alerts || []).forEach(addAlert);
         break;
       case "system_alert":
@@ -59,7 +83,7 @@
       case "job_completed":
         state.running.delete(m.job_id);
         state.completions.push(Date.now());
-        addEvent("completed", m.job_id, esc(m.job_type || "") + " by " + esc(m.worker_id || "?") +
+        addEvent("completed", m.job_id, text(m.job_type) + " by " + text(m.worker_id || "?") +
           (m.processing_time != null ? " in " + Number(m.processing_time).toFixed(1) + "s" : ""));
         renderRunning(); break;
       case "job_cancelled":
@@ -84,10 +108,10 @@
       state.running.set(m.job_id, job);
     } else if (s === "failed" || s === "timeout") {
       state.running.delete(m.job_id);
-      addEvent("failed", m.job_id, esc(s) + ": " + esc(m.error || ""));
+      addEvent("failed", m.job_id, text(s) + ": " + text(m.error));
     } else if (s === "queued" || s === "cancelled") {
       state.running.delete(m.job_id);
-      if (m.error) addEvent("failed", m.job_id, "retry: " + esc(m.error));
+      if (m.error) addEvent("failed", m.job_id, "retry: " + text(m.error));
     }
     renderRunning();
   }
@@ -99,26 +123,24 @@
       seen.add(id);
       let row = box.querySelector('[data-job-id="' + CSS.escape(id) + '"]');
       if (!row) {
-        row = document.createElement("div");
-        row.className = "job"; row.dataset.jobId = id;
-        row.innerHTML = '<span class="label"></span><div class="track"><div class="bar"></div></div><span class="pct"></span>';
+        row = h("div", { className: "job", dataset: { jobId: id } },
+          h("span", { className: "label" }), h("div", { className: "track" }, h("div", { className: "bar" })),
+          h("span", { className: "pct" }));
         box.appendChild(row);
       }
-      row.querySelector(".label").innerHTML = "<code>" + esc(id.slice(0, 16)) + "</code> " + esc(job.job_type || "") + " · " + esc(job.worker_id || "");
-      row.querySelector(".bar").style.width = Math.max(0, Math.min(100, job.progress)) + "%";
-      row.querySelector(".bar").dataset.progress = job.progress;
-      row.querySelector(".pct").textContent = Math.round(job.progress) + "%";
+      const pct = Math.max(0, Math.min(100, Number(job.progress) || 0));
+      row.querySelector(".label").replaceChildren(code(id), " " + text(job.job_type) + " · " + text(job.worker_id));
+      row.querySelector(".bar").style.width = pct + "%";
+      row.querySelector(".bar").dataset.progress = pct;
+      row.querySelector(".pct").textContent = Math.round(pct) + "%";
     });
     box.querySelectorAll(".job").forEach((row) => { if (!seen.has(row.dataset.jobId)) row.remove(); });
     $("no-running").style.display = state.running.size ? "none" : "";
   }
 
-  function addEvent(list, jobId, html) {
+  function addEvent(list, jobId, what) {
     const ul = $(list);
-    const li = document.createElement("li");
-    li.dataset.jobId = jobId;
-    li.innerHTML = time(Date.now()) + " <code>" + esc(jobId.slice(0, 16)) + "</code> " + html;
-    ul.prepend(li);
+    ul.prepend(h("li", { dataset: { jobId: jobId } }, time(Date.now()) + " ", code(jobId), " " + what));
     while (ul.children.length > 50) ul.lastChild.remove();
   }
 
@@ -127,10 +149,8 @@
     const key = a.timestamp + a.category + a.message;
     if (alertKeys.has(key)) return;
     alertKeys.add(key);
-    const li = document.createElement("li");
-    li.className = "sev-" + a.severity;
-    li.textContent = time(a.timestamp) + " [" + a.severity + "/" + a.category + "] " + a.message;
-    $("alerts").prepend(li);
+    $("alerts").prepend(h("li", { className: "sev-" + text(a.severity) },
+      time(a.timestamp) + " [" + text(a.severity) + "/" + text(a.category) + "] " + text(a.message)));
     while ($("alerts").children.length > 50) $("alerts").lastChild.remove();
   }
 
@@ -139,20 +159,22 @@
       const rows = stats.workers.workers.map((w) => {
         const sys = w.system_info || {};
         const gpu = sys.gpu_memory_total_gb != null || sys.gpu_model
-          ? esc(sys.gpu_model || "GPU") + (sys.gpu_memory_used_gb != null ? " " + sys.gpu_memory_used_gb + "/" + sys.gpu_memory_total_gb + " GB" : "")
-          : esc(Object.keys(sys).slice(0, 3).map((k) => k + "=" + JSON.stringify(sys[k])).join(" "));
-        const conns = Object.entries(w.connector_status || {}).map(([k, v]) => esc(k) + ":" + esc(v.status)).join(" ");
-        return '<tr data-worker-id="' + esc(w.worker_id) + '"><td>' + esc(w.worker_id) + '</td><td class="s-' + esc(w.status) + '">' + esc(w.status) +
-          "</td><td>" + (w.current_jobs || []).map((j) => "<code>" + esc(j.slice(0, 16)) + "</code>").join(" ") +
-          "</td><td>" + (w.load != null ? Number(w.load).toFixed(2) : "") + "</td><td>" + gpu + "</td><td>" + conns +
-          "</td><td>" + time(w.last_heartbeat) + "</td></tr>";
+          ? text(sys.gpu_model || "GPU") + (sys.gpu_memory_used_gb != null ? " " + text(sys.gpu_memory_used_gb) + "/" + text(sys.gpu_memory_total_gb) + " GB" : "")
+          : Object.keys(sys).slice(0, 3).map((k) => k + "=" + JSON.stringify(sys[k])).join(" ");
+        const conns = Object.entries(w.connector_status || {}).map(([k, v]) => k + ":" + text(v && v.status)).join(" ");
+        const jobs = h("td");
+        (w.current_jobs || []).forEach((j) => jobs.append(code(j), " "));
+        return h("tr", { dataset: { workerId: w.worker_id } },
+          h("td", null, w.worker_id), h("td", { className: "s-" + text(w.status) }, w.status), jobs,
+          h("td", null, w.load != null ? Number(w.load).toFixed(2) : ""), h("td", null, gpu), h("td", null, conns),
+          h("td", null, time(w.last_heartbeat)));
       });
-      $("workers").querySelector("tbody").innerHTML = rows.join("");
+      $("workers").querySelector("tbody").replaceChildren(...rows);
       $("no-workers").style.display = rows.length ? "none" : "";
     }
     if (stats.jobs) {
-      $("job-counts").querySelector("tbody").innerHTML = Object.entries(stats.jobs)
-        .map(([k, v]) => '<tr data-status="' + esc(k) + '"><td>' + esc(k) + "</td><td>" + v + "</td></tr>").join("");
+      $("job-counts").querySelector("tbody").replaceChildren(...Object.entries(stats.jobs)
+        .map(([k, v]) => h("tr", { dataset: { status: k } }, h("td", null, k), h("td", null, v))));
     }
     if (stats.throughput) {
       const t = stats.throughput;
@@ -162,9 +184,14 @@
     if (stats.system) {
       const c = stats.system.connections || {};
       $("summary").textContent = (stats.system.hubs || 1) + " hub(s) · " + (c.worker || 0) + " worker conn · " + (c.monitor || 0) + " monitors · " + (c.job_client || 0) + " clients";
-      if (stats.system.system_health) { $("health").textContent = "health: " + stats.system.system_health; $("health").className = "pill s-" + stats.system.system_health; }
+      if (stats.system.system_health) setHealth(stats.system.system_health);
     }
     drawThroughput();
+  }
+
+  function setHealth(health) {
+    $("health").textContent = "health: " + text(health);
+    $("health").className = "pill s-" + text(health).replace(/[^a-z]/g, "");
   }
 
   function drawThroughput() {
@@ -183,15 +210,16 @@
 
   async function pollQueue() {
     try {
-      const text = await (await fetch("/metrics")).text();
+      const headers = token ? { Authorization: "Bearer " + token } : {};
+      const body = await (await fetch("/metrics", { headers: headers })).text();
       const rows = [];
-      text.split("\n").forEach((line) => {
+      body.split("\n").forEach((line) => {
         const m = /^empq_queue_depth\{priority_band="([^"]+)"\} ([0-9.e+]+)/.exec(line);
         if (m) rows.push([m[1], Number(m[2])]);
       });
       rows.sort((a, b) => parseInt(b[0], 10) - parseInt(a[0], 10));
-      $("queue").querySelector("tbody").innerHTML = rows
-        .map(([band, n]) => '<tr data-band="' + esc(band) + '"><td>priority ' + esc(band) + "</td><td>" + n + "</td></tr>").join("");
+      $("queue").querySelector("tbody").replaceChildren(...rows
+        .map(([band, n]) => h("tr", { dataset: { band: band } }, h("td", null, "priority " + band), h("td", null, n))));
     } catch (e) { /* the hub may be restarting */ }
     setTimeout(pollQueue, 2000);
   }
