@@ -774,7 +774,9 @@ class EmpQueueClient(HubConnection):
 
         Every submission carries an ``idempotency_key`` (a fresh one unless given; spec D18), so
         it is sent again — and never applied twice — when the connection drops before the reply or
-        the hub answers SERVICE_UNAVAILABLE (Redis unreachable), until ``timeout``."""
+        the hub answers SERVICE_UNAVAILABLE (Redis unreachable), until ``timeout``. Over the hub's
+        submission rate (RATE_LIMITED, reason ``rate``) it waits ``retry_after_ms`` and submits
+        again within ``timeout``; a full queue (reason ``queue_full``) raises ``HubError``."""
         msg = submission_message(job, **fields)
         if msg.idempotency_key is None:
             msg = submission_message(msg, idempotency_key=uuid.uuid4().hex)
@@ -786,9 +788,14 @@ class EmpQueueClient(HubConnection):
                 remaining = max(0.001, deadline - loop.time())
                 return await self.ask(msg, JobAccepted, timeout=remaining, retry=True)
             except HubError as exc:
-                if exc.code != "SERVICE_UNAVAILABLE" or loop.time() + delay >= deadline:
+                wait = delay
+                if exc.code == "RATE_LIMITED" and exc.details.get("reason") == "rate":
+                    wait = float(exc.details.get("retry_after_ms", 100)) / 1000
+                elif exc.code != "SERVICE_UNAVAILABLE":
                     raise
-            await asyncio.sleep(delay)
+                if loop.time() + wait >= deadline:
+                    raise
+                await asyncio.sleep(wait)
             delay = min(delay * 2, 1.0)
 
     async def submit_job(self, job: JobSubmission | SubmitJob | Mapping[str, Any], **fields: Any) -> str:

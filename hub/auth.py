@@ -8,6 +8,7 @@ the customer binding and permissions that token carries.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ class Grant:
     role: str  # job_client | worker | monitor
     customer_id: str | None = None
     permissions: frozenset[str] = frozenset()
+    # who registered: a digest of the token ('' in open dev mode). A worker id is bound to the
+    # owner that registered it while its registration lives (hub/lua/register_worker.lua)
+    owner: str = ""
 
 
 class Authenticator:
@@ -44,7 +48,7 @@ class Authenticator:
         ):
             for token in (t.strip() for t in raw.split(",")):
                 if token:
-                    tokens[token] = Grant(role, None, perms)
+                    tokens[token] = Grant(role, None, perms, _owner(token))
         if config.auth_file:
             data = json.loads(Path(config.auth_file).read_text(encoding="utf-8"))
             for entry in data.get("tokens", []):
@@ -54,7 +58,8 @@ class Authenticator:
                     raise ValueError(f"{config.auth_file}: unknown permissions {sorted(unknown)}")
                 if entry["role"] not in ("job_client", "worker", "monitor"):
                     raise ValueError(f"{config.auth_file}: unknown role {entry['role']!r}")
-                tokens[entry["token"]] = Grant(entry["role"], entry.get("customer_id"), perms)
+                token = entry["token"]
+                tokens[token] = Grant(entry["role"], entry.get("customer_id"), perms, _owner(token))
         return cls(tokens)
 
     def check(self, role: str, token: str | None) -> Grant | None:
@@ -65,6 +70,10 @@ class Authenticator:
         if grant is None or grant.role != role:
             return None
         return grant
+
+
+def _owner(token: str) -> str:
+    return "tok:" + hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
 def handshake_token(path: str, authorization: str | None) -> str | None:

@@ -51,7 +51,7 @@ from empq.hub.matching import JobClass, can_run, customer_allowed
 from empq.hub.metrics import HubMetrics
 from empq.hub.resp import RedisReplyError
 from empq.hub.session import Accepted, Refused, Role, Session, error
-from empq.hub.store import AlreadySubmitted, JobStore, Routing, StoreError, TimerEvent
+from empq.hub.store import AlreadySubmitted, JobStore, QueueFull, Routing, StoreError, TimerEvent
 from pydantic import BaseModel
 
 from empq import protocol
@@ -67,8 +67,13 @@ PIPELINABLE = frozenset({"job_accepted_by_worker", "update_job_progress", "compl
 JOB_STATUSES = tuple(status.value for status in JobStatus)  # from the schema's enum
 ALL_SECTIONS = ("jobs", "workers", "throughput", "system")
 MAX_CHUNK_STREAMS = 8
-MAX_CHUNKED_BYTES = 64 * 1024 * 1024
+MAX_CHUNKED_BYTES = 64 * 1024 * 1024  # per connection
+MAX_CHUNKED_BYTES_ALL = 256 * 1024 * 1024  # all connections of this hub together
 CHUNK_STREAM_TTL_MS = 60_000
+MAX_JOB_SUBSCRIPTIONS = 10_000  # subscribe_job per connection (D19)
+MAX_NOTIFICATION_SUBSCRIPTIONS = 16  # subscribe_job_notifications per connection (D19)
+SEES_WORKERS = frozenset({"view_workers", "view_system_stats"})
+SEES_ALERTS = frozenset({"view_system_stats"})
 
 
 class Outbox(Protocol):
@@ -179,12 +184,15 @@ class HubCore:
         self.bus_channel = f"{store.p}:bus"
         self.hub_count = 1
         self.global_workers: dict[str, dict[str, Any]] = {}  # every hub's workers, refreshed each second
-        self.alerts: list[dict[str, Any]] = []  # recent alerts, shown in system_status
+        # recent alerts, shown in system_status and stats: (customer concerned or None, alert)
+        self.alerts: list[tuple[str | None, dict[str, Any]]] = []
+        self.submit_buckets: dict[str, tuple[float, float]] = {}  # identity -> (tokens, at s)
         self.queue_alert_active = False
         self._capable: dict[tuple[str, str | None], bool] = {}  # see someone_can_run
         self._next_registry = 0
         self._next_status = 0
         self._next_seen = 0
+        self._next_prune = 0
 
     # transport entry points --------------------------------------------------------------
     def new_conn_id(self) -> str:
@@ -193,7 +201,7 @@ class HubCore:
     def connect(self, conn_id: str, token: str | None = None) -> None:
         """A connection opened (the outbox can already send to it): greet it.  ``token``: what
         the peer presented on the handshake (Authorization header or ?token=)."""
-        self.sessions[conn_id] = Session(conn_id, handshake_token=token)
+        self.sessions[conn_id] = Session(conn_id, handshake_token=token, connected_at=now_ms())
         self.send(
             conn_id,
             protocol.make(
@@ -264,7 +272,7 @@ class HubCore:
         """The connection is gone.  A worker that left without ``disconnect`` keeps its jobs for
         the reconnect grace period (D16): its liveness deadline is set so the reaper takes it then."""
         session = self.sessions.pop(conn_id, None)
-        self._drop_subscriptions(conn_id)
+        self._drop_subscriptions(conn_id, session.job_subs if session else set())
         self.chunks.pop(conn_id, None)
         if session and session.worker_id:
             worker = self.workers.get(session.worker_id)
@@ -304,12 +312,11 @@ class HubCore:
             if now >= sub.next_at and conn_id in self.sessions:
                 sub.next_at = now + sub.interval_ms
                 try:
-                    stats = await self.stats(
-                        sub.sections, worker_details=_sees_workers(self.sessions[conn_id])
-                    )
+                    stats = await self.stats(sub.sections, self.sessions[conn_id])
                 except (RedisReplyError, OSError):
                     continue
                 self.send(conn_id, protocol.make(StatsUpdate, stats=stats, next_broadcast=sub.next_at))
+        self._close_unregistered(now)
         for conn_id, streams in list(self.chunks.items()):
             for chunk_id, stream in list(streams.items()):
                 if now - stream.started > CHUNK_STREAM_TTL_MS:
@@ -323,6 +330,30 @@ class HubCore:
                             {"chunk_id": chunk_id, "reason": "expired"},
                         ),
                     )
+
+    def _close_unregistered(self, now: int) -> None:
+        """D19: a connection that has not registered within ``registration_timeout_ms`` is told
+        (NOT_REGISTERED) and closed (1008), so idle sockets cannot pile up."""
+        deadline = now - self.config.registration_timeout_ms
+        for conn_id, session in list(self.sessions.items()):
+            if session.role is Role.NEW and session.connected_at <= deadline and not session.said_goodbye:
+                session.said_goodbye = True
+                self.send(
+                    conn_id,
+                    error(
+                        "NOT_REGISTERED",
+                        f"no registration within {self.config.registration_timeout_ms} ms",
+                        None,
+                        {"reason": "registration_timeout"},
+                    ),
+                )
+                self.outbox.close(conn_id, 1008, "registration timeout")
+        if self.submit_buckets and now >= self._next_prune:  # forget full buckets
+            self._next_prune = now + 10_000
+            rate = self.config.submit_rate
+            burst = self.config.submit_burst or max(1.0, 2 * rate)
+            at_least = time.monotonic() - (burst / rate if rate > 0 else 0)
+            self.submit_buckets = {k: v for k, v in self.submit_buckets.items() if v[1] > at_least}
 
     # output helpers ---------------------------------------------------------------------
     def send(self, conn_id: str, message: BaseModel) -> None:
@@ -398,7 +429,7 @@ class HubCore:
             if job_class is not None:
                 self.notify_workers(event["job_id"], job_class, event.get("customer_id"), event["priority"])
         elif kind == "monitors":
-            self._to_monitors(event["frame"].encode())
+            self._to_monitors(event["frame"].encode(), event.get("customer_id"), frozenset(event["needs"]))
 
     def to_worker(self, worker_id: str, message: BaseModel, release: str | None = None) -> None:
         """Send to a worker wherever it is connected (this hub, or another one via the bus)."""
@@ -412,20 +443,29 @@ class HubCore:
             frame = protocol.encode(message).decode()
             self.broadcast("worker", worker_id=worker_id, frame=frame, release=[release] if release else [])
 
-    def to_monitors(self, message: BaseModel) -> None:
+    def to_monitors(self, message: BaseModel, customer_id: str | None, needs: frozenset[str]) -> None:
+        """To the monitors (all hubs) that may see it: see ``monitor_sees``."""
         data = protocol.encode(message)
-        self._to_monitors(data)
-        self.broadcast("monitors", frame=data.decode())
+        self._to_monitors(data, customer_id, needs)
+        self.broadcast("monitors", frame=data.decode(), customer_id=customer_id, needs=sorted(needs))
 
-    def _to_monitors(self, data: bytes) -> None:
+    def _to_monitors(self, data: bytes, customer_id: str | None, needs: frozenset[str]) -> None:
         for conn_id, session in self.sessions.items():
-            if session.role is Role.MONITOR:
+            if session.role is Role.MONITOR and monitor_sees(session, customer_id, needs):
                 self.deliver(conn_id, data)
 
     def alert(
-        self, severity: str, category: str, message: str, details: dict[str, Any], actions: list[str]
+        self,
+        severity: str,
+        category: str,
+        message: str,
+        details: dict[str, Any],
+        actions: list[str],
+        customer_id: str | None = None,
     ) -> None:
-        """system_alert to every monitor (all hubs); kept for system_status."""
+        """system_alert to the monitors that may see it (all hubs); kept for system_status.
+        ``customer_id``: the customer whose job it names (its monitors see it too); None for
+        an operator alert (the fleet, the queue), seen by unbound monitors only (D19)."""
         alert = protocol.make(
             SystemAlert,
             severity=severity,
@@ -434,12 +474,21 @@ class HubCore:
             details=details,
             actions_recommended=actions,
         )
-        self.alerts = [
-            *self.alerts[-19:],
-            {"severity": severity, "category": category, "message": message, "timestamp": alert.timestamp},
-        ]
+        record = {
+            "severity": severity,
+            "category": category,
+            "message": message,
+            "timestamp": alert.timestamp,
+        }
+        self.alerts = [*self.alerts[-49:], (customer_id, record)]
         log.warning("alert %s/%s: %s", severity, category, message)
-        self.to_monitors(alert)
+        self.to_monitors(alert, customer_id, SEES_ALERTS)
+
+    def alerts_for(self, session: Session) -> list[dict[str, Any]]:
+        """The recent alerts this session may see (D19), newest last."""
+        if session.role is not Role.MONITOR:
+            return []
+        return [a for c, a in self.alerts if monitor_sees(session, c, SEES_ALERTS)][-10:]
 
     def reply(self, session: Session, accepted: Accepted, message: BaseMessage) -> None:
         if accepted.request_id and message.request_id is None:
@@ -489,7 +538,15 @@ class HubCore:
         for conn_id in targets:
             self.deliver(conn_id, data)
         if status in FINAL:
-            self.awaiting.pop(job_id, None)
+            self._job_ended(job_id)
+
+    def _job_ended(self, job_id: str) -> None:
+        """A final job has no more events: nobody waits on it or stays subscribed to it."""
+        self.awaiting.pop(job_id, None)
+        for conn_id in self.job_subs.pop(job_id, ()):
+            session = self.sessions.get(conn_id)
+            if session is not None:
+                session.job_subs.discard(job_id)
 
     async def resync_finals(self, reason: str) -> int:
         """Deliver the final message of every job that local connections still wait on and that
@@ -507,19 +564,40 @@ class HubCore:
                     if conn_id in self.sessions:
                         _send_final_message(self, conn_id, job_id, job)
                         sent += 1
+                self._job_ended(job_id)
         if sent:
             log.info("%s: %d final job message(s) re-read from Redis and delivered", reason, sent)
         return sent
 
     def visible(self, session: Session, customer_id: str | None, client_id: str | None) -> bool:
-        """D13: may this session see (subscribe to, cancel) a job of this customer / client?"""
+        """D13/D19: may this session see (subscribe to, cancel) a job of this customer / client?
+        A session bound to a customer sees that customer's jobs only, whatever its permissions."""
+        if session.customer_id is not None and customer_id != session.customer_id:
+            return False
         if "view_all_jobs" in session.permissions:
             return True
         if session.role is Role.JOB_CLIENT:
             if session.customer_id is not None:
-                return customer_id == session.customer_id
-            return client_id == session.client_id
+                return True
+            return client_id == session.identity
         return False
+
+    def submission_wait_ms(self, identity: str) -> int:
+        """D19: 0 when ``identity`` may submit now (and count it), else the ms until it may:
+        a token bucket per client identity (its customer, else its client id) and hub, refilled
+        at ``submit_rate`` per second up to ``submit_burst``."""
+        rate = self.config.submit_rate
+        if rate <= 0:
+            return 0
+        burst = self.config.submit_burst or max(1.0, 2 * rate)
+        now = time.monotonic()
+        tokens, at = self.submit_buckets.get(identity, (burst, now))
+        tokens = min(burst, tokens + (now - at) * rate)
+        if tokens < 1:
+            self.submit_buckets[identity] = (tokens, now)
+            return max(1, int((1 - tokens) / rate * 1000))
+        self.submit_buckets[identity] = (tokens - 1, now)
+        return 0
 
     # workers ----------------------------------------------------------------------------
     def notify_workers(self, job_id: str, job_class: JobClass, customer_id: str | None, priority: int) -> int:
@@ -675,7 +753,12 @@ class HubCore:
         if seen:
             await asyncio.gather(*(self.store.worker_seen(worker_id, at) for worker_id, at in seen))
 
-    async def system_status(self) -> SystemStatus:
+    async def system_status(self, viewer: Session | None = None) -> SystemStatus:
+        """Aggregates (for every monitor), with the recent alerts ``viewer`` may see (D19)."""
+        fields = await self._system_status_fields()
+        return protocol.make(SystemStatus, **fields, alerts=self.alerts_for(viewer) if viewer else [])
+
+    async def _system_status_fields(self) -> dict[str, Any]:
         counts = await self.store.counts()
         throughput = await self.store.throughput()
         pending = max(0, counts.get("queued", 0))
@@ -687,42 +770,46 @@ class HubCore:
             health = "degraded"
         if pending and not workers:
             health = "critical"
-        return protocol.make(
-            SystemStatus,
-            active_workers=workers,
-            pending_jobs=pending,
-            active_jobs=active,
-            completed_jobs_last_hour=throughput["completed_last_hour"],
-            system_health=health,
-            alerts=self.alerts[-10:],
-        )
+        return {
+            "active_workers": workers,
+            "pending_jobs": pending,
+            "active_jobs": active,
+            "completed_jobs_last_hour": throughput["completed_last_hour"],
+            "system_health": health,
+        }
 
     async def _status_round(self) -> None:
         """system_status to local monitors; queue-depth alert when crossing the threshold."""
-        status = await self.system_status()
-        threshold = self.config.queue_alert_per_worker * max(1, status.active_workers)
-        over = status.pending_jobs > threshold
+        fields = await self._system_status_fields()
+        threshold = self.config.queue_alert_per_worker * max(1, fields["active_workers"])
+        over = fields["pending_jobs"] > threshold
         if over and not self.queue_alert_active:
             self.alert(
                 "warning",
                 "resource_constraint",
                 "Queue depth exceeding normal capacity",
                 {
-                    "current_queue_depth": status.pending_jobs,
+                    "current_queue_depth": fields["pending_jobs"],
                     "normal_threshold": threshold,
-                    "available_workers": status.active_workers,
+                    "available_workers": fields["active_workers"],
                 },
                 ["Consider scaling up workers", "Review job priorities"],
             )
-            status = await self.system_status()
         self.queue_alert_active = over
-        data = protocol.encode(status)
-        self._to_monitors(data)
+        frames: dict[bytes, bytes] = {}  # monitors that see the same alerts share one frame
+        for conn_id, session in list(self.sessions.items()):
+            if session.role is Role.MONITOR:
+                alerts = self.alerts_for(session)
+                key = orjson.dumps(alerts)
+                if key not in frames:
+                    frames[key] = protocol.encode(protocol.make(SystemStatus, **fields, alerts=alerts))
+                self.deliver(conn_id, frames[key])
 
     # stats --------------------------------------------------------------------------------
-    async def stats(
-        self, sections: tuple[str, ...] | list[str] | None, worker_details: bool = True
-    ) -> dict[str, Any]:
+    async def stats(self, sections: tuple[str, ...] | list[str] | None, viewer: Session) -> dict[str, Any]:
+        """The stats sections ``viewer`` may see (D14, D19): aggregates for every viewer; the
+        per-worker list for holders of view_workers or view_system_stats (without the jobs each
+        holds for a viewer bound to a customer); alerts as ``alerts_for``."""
         wanted = tuple(sections) if sections else ALL_SECTIONS
         out: dict[str, Any] = {}
         if "jobs" in wanted:
@@ -730,8 +817,11 @@ class HubCore:
             out["jobs"] = {state: max(0, counts.get(state, 0)) for state in JOB_STATUSES}
         if "workers" in wanted:
             out["workers"] = await self._worker_stats()
-            if not worker_details:
+            if not viewer.permissions & SEES_WORKERS:
                 del out["workers"]["workers"]
+            elif viewer.customer_id is not None:
+                for summary in out["workers"]["workers"]:
+                    summary.pop("current_jobs", None)
         if "throughput" in wanted:
             out["throughput"] = {
                 **await self.store.throughput(),
@@ -753,7 +843,7 @@ class HubCore:
                 "hubs": len(hubs) + 1,
                 "connections": connections,
                 "system_health": status.system_health.value,
-                "alerts": self.alerts[-10:],
+                "alerts": self.alerts_for(viewer),
             }
         return out
 
@@ -788,15 +878,30 @@ class HubCore:
             summaries.append(summary)
         return {"total": len(summaries), **by_status, "workers": summaries}
 
-    def _drop_subscriptions(self, conn_id: str) -> None:
-        for job_id in [j for j, conns in self.job_subs.items() if conn_id in conns]:
-            conns = self.job_subs[job_id]
-            conns.discard(conn_id)
-            if not conns:
-                del self.job_subs[job_id]
+    def chunked_bytes(self) -> int:
+        """Bytes of chunk streams being reassembled, all connections (bounded, D15/D19)."""
+        return sum(stream.size for streams in self.chunks.values() for stream in streams.values())
+
+    def _drop_subscriptions(self, conn_id: str, job_ids: set[str]) -> None:
+        for job_id in job_ids:
+            conns = self.job_subs.get(job_id)
+            if conns is not None:
+                conns.discard(conn_id)
+                if not conns:
+                    del self.job_subs[job_id]
+        job_ids.clear()
         for sub_id in [s for s, sub in self.notification_subs.items() if sub.conn_id == conn_id]:
             del self.notification_subs[sub_id]
         self.stats_subs.pop(conn_id, None)
+
+
+def monitor_sees(session: Session, customer_id: str | None, needs: frozenset[str]) -> bool:
+    """D19: may this monitor see an alert or relay concerning ``customer_id`` (None: the fleet or
+    the system)?  It needs one of ``needs``; a monitor bound to a customer sees only what concerns
+    that customer."""
+    if not session.permissions & needs:
+        return False
+    return session.customer_id is None or session.customer_id == customer_id
 
 
 def _log_failure(future: Any) -> None:
@@ -856,6 +961,7 @@ async def on_register_client(hub: HubCore, session: Session, msg: Any) -> None:
     asked = frozenset(p.value for p in (msg.permissions or ()))
     session.role = Role.MONITOR if role == "monitor" else Role.JOB_CLIENT
     session.client_id = msg.client_id
+    session.owner = grant.owner
     session.customer_id = grant.customer_id or msg.customer_id
     session.permissions = (
         (asked & grant.permissions) if asked else (grant.permissions if not hub.auth.open else asked)
@@ -874,10 +980,13 @@ async def on_register_client(hub: HubCore, session: Session, msg: Any) -> None:
         fields["customer_id"] = session.customer_id
     hub.reply(session, Accepted(msg, msg.id), protocol.make(ClientRegistered, **fields))
     if session.role is Role.MONITOR:
-        hub.send(session.conn_id, await hub.system_status())
+        hub.send(session.conn_id, await hub.system_status(session))
 
 
 async def on_register_worker(hub: HubCore, session: Session, msg: Any) -> None:
+    grant = _authenticate(hub, session, msg, "worker")
+    if grant is None:
+        return
     existing = hub.workers.get(msg.worker_id)
     if existing is not None and existing.conn_id in hub.sessions:
         hub.reply(
@@ -886,13 +995,26 @@ async def on_register_worker(hub: HubCore, session: Session, msg: Any) -> None:
             error("ALREADY_REGISTERED", f"worker {msg.worker_id} is connected already", msg.id),
         )
         return
-    if _authenticate(hub, session, msg, "worker") is None:
-        return
-    capabilities = protocol.to_dict(msg.capabilities)
-    held, _ = await asyncio.gather(
-        hub.store.worker_jobs(msg.worker_id),
-        hub.store.worker_registered(msg.worker_id, hub.hub_id, capabilities),
+    capabilities = _bound_capabilities(
+        hub, session, msg, protocol.to_dict(msg.capabilities), grant.customer_id
     )
+    if capabilities is None:
+        return
+    held = await hub.store.register_worker(msg.worker_id, grant.owner, hub.hub_id, capabilities)
+    if held is None:  # D19: the id is registered by another token (connected, in its grace, or holding jobs)
+        hub.reply(
+            session,
+            Accepted(msg, msg.id),
+            error(
+                "PERMISSION_DENIED",
+                f"worker id {msg.worker_id} is registered with another token",
+                msg.id,
+                {"field": "worker_id", "provided_value": msg.worker_id},
+            ),
+        )
+        return
+    session.owner = grant.owner
+    session.customer_id = grant.customer_id
     session.role = Role.WORKER
     session.worker_id = msg.worker_id
     session.capabilities = capabilities
@@ -917,6 +1039,43 @@ async def on_register_worker(hub: HubCore, session: Session, msg: Any) -> None:
     if held:
         fields["resumed_jobs"] = held
     hub.reply(session, Accepted(msg, msg.id), protocol.make(WorkerRegistered, **fields))
+
+
+def _bound_capabilities(
+    hub: HubCore, session: Session, msg: Any, capabilities: dict[str, Any], customer_id: str | None
+) -> dict[str, Any] | None:
+    """D19: a worker's capabilities within its bounds (None after refusing them): at most
+    ``max_worker_info_bytes`` of JSON, and, for a token bound to a customer, ``allowed_customers``
+    that customer only (set when omitted; anything else is refused)."""
+    field = "capabilities"
+    if len(orjson.dumps(capabilities)) > hub.config.max_worker_info_bytes:
+        hub.reply(
+            session,
+            Accepted(msg, msg.id),
+            error(
+                "INVALID_PARAMETERS",
+                f"capabilities over {hub.config.max_worker_info_bytes} bytes of JSON",
+                msg.id,
+                {"field": field, "provided_value": f"{len(orjson.dumps(capabilities))} bytes"},
+            ),
+        )
+        return None
+    if customer_id is None:
+        return capabilities
+    declared = capabilities.get("allowed_customers")
+    if declared is not None and set(declared) != {customer_id}:
+        hub.reply(
+            session,
+            Accepted(msg, msg.id),
+            error(
+                "PERMISSION_DENIED",
+                f"this token runs jobs of customer {customer_id} only",
+                msg.id,
+                {"field": f"{field}.allowed_customers", "provided_value": declared},
+            ),
+        )
+        return None
+    return {**capabilities, "allowed_customers": [customer_id]}
 
 
 async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
@@ -946,6 +1105,19 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
             ),
         )
         return
+    wait_ms = hub.submission_wait_ms(customer_id or session.identity)
+    if wait_ms:
+        hub.reply(
+            session,
+            accepted,
+            error(
+                "RATE_LIMITED",
+                f"over {hub.config.submit_rate:g} submissions per second: retry in {wait_ms} ms",
+                msg.id,
+                {"reason": "rate", "retry_after_ms": wait_ms, "limit_per_second": hub.config.submit_rate},
+            ),
+        )
+        return
     requirements = protocol.to_dict(msg.requirements) if msg.requirements is not None else None
     job_class = JobClass.of(msg.job_type, requirements)
     job_id = f"job-{uuid.uuid4().hex}"
@@ -953,7 +1125,7 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
     max_retries = msg.max_retries if msg.max_retries is not None else hub.config.default_max_retries
     idempotency = None
     if msg.idempotency_key is not None:  # D18: once per key and client identity
-        scope = f"{session.client_id or ''}\0{customer_id or ''}\0{msg.idempotency_key}"
+        scope = f"{session.identity}\0{customer_id or ''}\0{msg.idempotency_key}"
         idempotency = (scope, int(hub.config.idempotency_ttl_s * 1000))
     try:
         position = await hub.store.submit(
@@ -967,7 +1139,7 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
                 "payload": orjson.dumps(msg.payload),
                 "requirements": orjson.dumps(requirements) if requirements is not None else None,
                 "customer_id": customer_id,
-                "client_id": session.client_id,
+                "client_id": session.identity,
                 "origin": session.conn_id,
                 "max_retries": max_retries,
                 "retry_count": 0,
@@ -976,7 +1148,20 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
                 "created_at": now_ms(),
             },
             idempotency,
+            hub.config.max_queued_jobs,
         )
+    except QueueFull as full:
+        hub.reply(
+            session,
+            accepted,
+            error(
+                "RATE_LIMITED",
+                f"the queue is full ({full.queued} jobs waiting): retry later",
+                msg.id,
+                {"reason": "queue_full", "queued": full.queued, "limit": hub.config.max_queued_jobs},
+            ),
+        )
+        return
     except AlreadySubmitted as first:  # a repeat: the first reply again, nothing queued
         hub.reply(
             session,
@@ -999,6 +1184,7 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
                 "Start a worker with the required service, component and hardware",
                 "Review the job's requirements",
             ],
+            customer_id,
         )
     estimate = None
     if hub.mean_processing_time is not None:
@@ -1018,7 +1204,7 @@ async def on_submit_job(hub: HubCore, session: Session, msg: Any) -> None:
     )
     if hub.notification_subs:
         routing = Routing(
-            session.conn_id, session.client_id or "", customer_id, msg.job_type, priority, job_class.id
+            session.conn_id, session.identity, customer_id, msg.job_type, priority, job_class.id
         )
         update = protocol.make(
             JobUpdate, job_id=job_id, status="queued", job_type=msg.job_type, priority=priority
@@ -1257,6 +1443,25 @@ def _release_slot(hub: HubCore, worker_id: str, job_id: str) -> None:
 
 async def on_worker_heartbeat(hub: HubCore, session: Session, msg: Any) -> None:
     worker = hub.workers[session.worker_id or ""]
+    telemetry: dict[str, Any] = {}
+    if msg.system_info is not None:
+        telemetry["system_info"] = protocol.to_dict(msg.system_info)
+    if msg.connector_status is not None:
+        telemetry["connector_status"] = {k: protocol.to_dict(v) for k, v in msg.connector_status.items()}
+    for name, value in telemetry.items():
+        size = len(orjson.dumps(value))
+        if size > hub.config.max_worker_info_bytes:  # D19: shown to every monitor, every second
+            hub.reply(
+                session,
+                Accepted(msg, msg.id),
+                error(
+                    "INVALID_PARAMETERS",
+                    f"{name} over {hub.config.max_worker_info_bytes} bytes of JSON",
+                    msg.id,
+                    {"field": name, "provided_value": f"{size} bytes"},
+                ),
+            )
+            return
     now = now_ms()
     worker.last_heartbeat = now
     if msg.status is not None:
@@ -1264,10 +1469,8 @@ async def on_worker_heartbeat(hub: HubCore, session: Session, msg: Any) -> None:
         hub.maybe_idle[worker.worker_id] = None
     if msg.load is not None:
         worker.load = msg.load
-    if msg.system_info is not None:
-        worker.system_info = protocol.to_dict(msg.system_info)
-    if msg.connector_status is not None:
-        worker.connector_status = {k: protocol.to_dict(v) for k, v in msg.connector_status.items()}
+    for name, value in telemetry.items():
+        setattr(worker, name, value)
     await hub.store.worker_seen(worker.worker_id, now, worker.telemetry())
     hub.reply(
         session,
@@ -1283,10 +1486,17 @@ async def on_worker_heartbeat(hub: HubCore, session: Session, msg: Any) -> None:
 
 async def on_worker_status(hub: HubCore, session: Session, msg: Any) -> None:
     worker = hub.workers[session.worker_id or ""]
+    capabilities = None
+    if msg.capabilities is not None:
+        capabilities = _bound_capabilities(
+            hub, session, msg, protocol.to_dict(msg.capabilities), session.customer_id
+        )
+        if capabilities is None:
+            return
     worker.status = msg.status.value
     hub.maybe_idle[worker.worker_id] = None
-    if msg.capabilities is not None:
-        worker.capabilities = protocol.to_dict(msg.capabilities)
+    if capabilities is not None:
+        worker.capabilities = capabilities
         hub._capable.clear()
         session.capabilities = worker.capabilities
     hub.ack(session, Accepted(msg, msg.id))
@@ -1298,16 +1508,32 @@ async def on_subscribe_job(hub: HubCore, session: Session, msg: Any) -> None:
         conns = hub.job_subs.get(msg.job_id)
         if conns:
             conns.discard(session.conn_id)
+        session.job_subs.discard(msg.job_id)
         hub.reply(
             session,
             accepted,
             protocol.make(SubscriptionConfirmed, subscription_type="job", job_id=msg.job_id, enabled=False),
         )
         return
+    if len(session.job_subs) >= MAX_JOB_SUBSCRIPTIONS and msg.job_id not in session.job_subs:
+        hub.reply(
+            session,
+            accepted,
+            error(
+                "RATE_LIMITED",
+                f"at most {MAX_JOB_SUBSCRIPTIONS} job subscriptions per connection (a final job frees one)",
+                msg.id,
+                {"reason": "too_many_subscriptions", "limit": MAX_JOB_SUBSCRIPTIONS},
+            ),
+        )
+        return
     job = await hub.store.status(msg.job_id)
     if job is None or not hub.visible(session, job.get("customer_id") or None, job.get("client_id")):
         raise StoreError("JOB_NOT_FOUND")
+    if session.conn_id not in hub.sessions:
+        return  # gone while its status was read
     hub.job_subs.setdefault(msg.job_id, set()).add(session.conn_id)
+    session.job_subs.add(msg.job_id)
     hub.reply(
         session,
         accepted,
@@ -1319,7 +1545,10 @@ async def on_subscribe_job(hub: HubCore, session: Session, msg: Any) -> None:
         job = await hub.store.status(msg.job_id) or job
     if job["status"] not in FINAL:
         hub.awaiting.setdefault(msg.job_id, set()).add(session.conn_id)
+        return
     _send_final_message(hub, session.conn_id, msg.job_id, job)
+    hub._drop_subscriptions(session.conn_id, {msg.job_id})  # final: nothing more will come
+    session.job_subs.discard(msg.job_id)
 
 
 def _send_final_message(hub: HubCore, conn_id: str, job_id: str, job: dict[str, Any]) -> None:
@@ -1391,6 +1620,19 @@ async def on_subscribe_job_notifications(hub: HubCore, session: Session, msg: An
             )
             return
         filters["customer_id"] = session.customer_id
+    mine = sum(1 for sub in hub.notification_subs.values() if sub.conn_id == session.conn_id)
+    if mine >= MAX_NOTIFICATION_SUBSCRIPTIONS:
+        hub.reply(
+            session,
+            accepted,
+            error(
+                "RATE_LIMITED",
+                f"at most {MAX_NOTIFICATION_SUBSCRIPTIONS} notification subscriptions per connection",
+                msg.id,
+                {"reason": "too_many_subscriptions", "limit": MAX_NOTIFICATION_SUBSCRIPTIONS},
+            ),
+        )
+        return
     sub_id = f"sub-{hub.hub_id}-{next(hub._sub_ids)}"
     hub.notification_subs[sub_id] = NotificationSub(session.conn_id, filters)
     hub.reply(
@@ -1440,33 +1682,46 @@ def _stats_refused(hub: HubCore, session: Session, msg: Any) -> bool:
     return False
 
 
-def _sees_workers(session: Session) -> bool:
-    return bool(session.permissions & {"view_workers", "view_system_stats"})
-
-
 async def on_request_stats(hub: HubCore, session: Session, msg: Any) -> None:
     if _stats_refused(hub, session, msg):
         return
     sections = [s.value for s in msg.include_sections] if msg.include_sections else None
-    stats = await hub.stats(sections, worker_details=_sees_workers(session))
+    stats = await hub.stats(sections, session)
     hub.reply(session, Accepted(msg, msg.id), protocol.make(StatsResponse, stats=stats))
 
 
 async def on_relay_to_monitors(hub: HubCore, session: Session, msg: Any) -> None:
-    """service_request and connector_ws_status: recorded and relayed to monitors."""
+    """service_request and connector_ws_status: recorded and relayed to the monitors that may see
+    the worker (D19: like its stats, to holders of view_workers or view_system_stats)."""
     # a known field sent as null passes the models but not the schemas: neither kept nor relayed
     msg.__pydantic_fields_set__ -= {k for k in type(msg).model_fields if getattr(msg, k) is None}
+    data = protocol.encode(msg)
     worker = hub.workers.get(session.worker_id or "")
+    status = None
     if worker is not None and msg.type == "connector_ws_status":
         status = dict(worker.connector_status or {})
         status[msg.connector_type] = {
             "status": "active" if msg.status.value == "connected" else msg.status.value
         }
+    size = len(orjson.dumps(status)) if status is not None else len(data)
+    if size > hub.config.max_worker_info_bytes:  # D19: kept in Redis and shown to every monitor
+        hub.reply(
+            session,
+            Accepted(msg, msg.id),
+            error(
+                "INVALID_PARAMETERS",
+                f"{msg.type} over {hub.config.max_worker_info_bytes} bytes of JSON",
+                msg.id,
+                {"field": "(message)", "provided_value": f"{size} bytes"},
+            ),
+        )
+        return
+    if worker is not None and status is not None:
         worker.connector_status = status
         await hub.store.worker_seen(worker.worker_id, now_ms(), worker.telemetry())
     elif msg.type == "service_request":
-        await hub.store.record_service_request(protocol.encode(msg))
-    hub.to_monitors(msg)
+        await hub.store.record_service_request(data)
+    hub.to_monitors(msg, session.customer_id, SEES_WORKERS)
     hub.ack(session, Accepted(msg, msg.id))
 
 
@@ -1504,6 +1759,8 @@ async def on_chunked_message(hub: HubCore, session: Session, msg: Any) -> None:
     stream.size += len(part)
     if stream.size > MAX_CHUNKED_BYTES or sum(s.size for s in streams.values()) > MAX_CHUNKED_BYTES:
         return refuse("too_large", f"chunked data over {MAX_CHUNKED_BYTES} bytes")
+    if hub.chunked_bytes() > MAX_CHUNKED_BYTES_ALL:
+        return refuse("hub_busy", "the hub holds too much chunked data: retry later")
     stream.parts[msg.chunk_index] = part
     if msg.data_hash and not stream.data_hash:
         stream.data_hash = msg.data_hash
@@ -1561,7 +1818,7 @@ async def on_disconnect(hub: HubCore, session: Session, msg: Any) -> None:
             hub.publish(event.job_id, event.routing, update, event.kind)
             hub.notify_requeued(event.job_id, event.routing)
     if msg.cleanup_subscriptions is not False:
-        hub._drop_subscriptions(session.conn_id)
+        hub._drop_subscriptions(session.conn_id, session.job_subs)
     hub.outbox.close(session.conn_id, 1000, "disconnect")
 
 

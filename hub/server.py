@@ -32,7 +32,6 @@ from empq import protocol
 
 log = logging.getLogger("empq.hub")
 
-MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 MAX_PIPELINED = 64  # PIPELINABLE dispatches in flight per connection before reading waits
 
 
@@ -41,11 +40,14 @@ class WebSocketOutbox:
 
     Frames queued during a tick are encoded by the connection's sans-I/O protocol and written
     with one ``transport.write``: one syscall per connection per tick instead of one per frame.
-    Writes never wait: a peer that stops reading while its buffer passes ``MAX_BUFFERED_BYTES``
-    is disconnected, so it cannot stall the others.
+    Writes never wait: a peer that does not read what it was sent is disconnected once what it
+    left unread passes ``max_buffered`` bytes (D19), so it can neither stall the others nor hold
+    the hub's memory. A single large frame (up to the 10 MB limit) is always written whole.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_buffered: int = 8 * 1024 * 1024) -> None:
+        self.max_buffered = max_buffered
+        self.dropped = 0  # peers disconnected for not reading
         self.conns: dict[str, ServerConnection] = {}
         self.pending: dict[str, list[bytes]] = {}
         self._scheduled = False
@@ -76,6 +78,19 @@ class WebSocketOutbox:
             ws = self.conns.get(conn_id)
             if ws is None or ws.protocol.state is not State.OPEN:
                 continue
+            if ws.transport.get_write_buffer_size() > self.max_buffered:
+                # what it was sent before is still unread past the bound: it is not reading
+                self.dropped += 1
+                log.warning(
+                    "%s (%s) is not reading: %d bytes unsent over the %d-byte bound; disconnecting it",
+                    conn_id,
+                    _peer(ws),
+                    ws.transport.get_write_buffer_size(),
+                    self.max_buffered,
+                )
+                self.detach(conn_id)
+                ws.transport.abort()
+                continue
             for frame in frames:
                 ws.protocol.send_text(frame)
             chunks = ws.protocol.data_to_send()
@@ -85,15 +100,20 @@ class WebSocketOutbox:
                 for chunk in chunks:
                     if chunk:
                         ws.transport.write(chunk)
-            if ws.transport.get_write_buffer_size() > MAX_BUFFERED_BYTES:
-                log.warning("%s is not reading; disconnecting it", conn_id)
-                ws.transport.abort()
 
     def close(self, conn_id: str, code: int, reason: str) -> None:
         ws = self.conns.get(conn_id)
         if ws is not None:
             self.flush()
             asyncio.get_running_loop().create_task(ws.close(code, reason))
+
+
+def _peer(ws: ServerConnection) -> str:
+    try:
+        host, port = ws.remote_address[:2]
+        return f"{host}:{port}"
+    except (TypeError, ValueError):
+        return "?"
 
 
 class HubServer:
@@ -104,11 +124,12 @@ class HubServer:
         self.embedded: EmbeddedRedis | None = None
         self.redis: RespClient | None = None
         self.core: HubCore | None = None
-        self.outbox = WebSocketOutbox()
+        self.outbox = WebSocketOutbox(config.max_outbound_buffer)
         self.server: Server | None = None
         self.subscriber: RespSubscriber | None = None
         self._resyncs: set[asyncio.Task[int]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self.http: Any = None  # empq.hub.http.HttpApi when the HTTP API is on
         self.redis_description = ""
 
@@ -166,6 +187,8 @@ class HubServer:
             ) from exc
         await self._start_http()
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        if self.embedded is not None:
+            self._supervisor = asyncio.get_running_loop().create_task(self._supervise_redis())
 
     async def _start_http(self) -> None:
         """The HTTP API (REST, /metrics, dashboard) on the same core; every frame the core sends
@@ -256,8 +279,25 @@ class HubServer:
             except Exception:  # keep ticking whatever happens
                 log.exception("tick failed")
 
+    async def _supervise_redis(self, every: float = 0.5) -> None:
+        """The embedded redis-server is restarted if it dies (on the same data dir: its AOF
+        brings the jobs back); meanwhile the hub answers SERVICE_UNAVAILABLE, then carries on."""
+        embedded = self.embedded
+        assert embedded is not None
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if await asyncio.to_thread(embedded.alive):
+                    continue
+                await asyncio.to_thread(embedded.restart)
+                log.warning("embedded redis-server is back on %s", embedded.url)
+            except Exception:  # keep supervising whatever happens
+                log.exception("could not restart the embedded redis-server; trying again")
+
     async def stop(self, reason: str = "Server shutdown", downtime: float = 5.0) -> None:
         """Tell every peer (server_disconnect), stop accepting, close, let Redis writes finish."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
         if self._ticker is not None:
             self._ticker.cancel()
         if self.http is not None:

@@ -86,7 +86,17 @@ class Session:
     capabilities: dict[str, Any] = field(default_factory=dict)
     chunked_messages: bool = False
     handshake_token: str | None = None  # presented on the WebSocket handshake (D4)
+    connected_at: int = 0  # ms; unregistered past the registration timeout: closed (D19)
+    owner: str = ""  # digest of the token it registered with ('' in open dev mode)
+    job_subs: set[str] = field(default_factory=set)  # jobs it subscribed to (bounded, D19)
     said_goodbye: bool = False  # sent disconnect (or was closed by the hub): no reconnect grace
+
+    @property
+    def identity(self) -> str:
+        """The submitter identity kept with a job (visibility without a customer, D13; idempotency
+        scope, D18): the client id, scoped by the token it registered with when tokens are on, so
+        another token choosing the same client id sees nothing of it (D19)."""
+        return f"{self.owner}/{self.client_id}" if self.owner else (self.client_id or "")
 
     def receive(self, frame: bytes | str) -> Accepted | Refused:
         try:

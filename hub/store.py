@@ -32,6 +32,7 @@ SCRIPTS = (
     "reap",
     "capabilities",
     "forget",
+    "register_worker",
 )
 
 
@@ -42,6 +43,14 @@ class AlreadySubmitted(Exception):
         super().__init__(job_id)
         self.job_id = job_id
         self.position = position
+
+
+class QueueFull(Exception):
+    """The queue bound is reached (D19): nothing was queued."""
+
+    def __init__(self, queued: int) -> None:
+        super().__init__(queued)
+        self.queued = queued
 
 
 class StoreError(Exception):
@@ -129,10 +138,12 @@ class JobStore:
         priority: int,
         fields: dict[str, Any],
         idempotency: tuple[str, int] | None = None,
+        max_queued: int = 0,
     ) -> int:
         """Queue a job; returns its 1-based position. ``idempotency`` = (scoped key, ttl ms): when
         the key was used within the ttl nothing is queued and ``AlreadySubmitted`` names the first
-        job and its position (D18)."""
+        job and its position (D18). With ``max_queued`` > 0 and that many jobs queued already,
+        nothing is queued and ``QueueFull`` says so (D19)."""
         self.classes.setdefault(job_class.id, job_class)
         flat: list[Any] = []
         for name, value in fields.items():
@@ -153,8 +164,12 @@ class JobStore:
             keys.append(k(f"idem:{digest}"))
             ttl_ms = idempotency[1]
         r = await self.batch.script(
-            "submit", keys, [job_class.id, job_class.to_json(), priority, self.p, job_id, ttl_ms, *flat]
+            "submit",
+            keys,
+            [job_class.id, job_class.to_json(), priority, self.p, job_id, ttl_ms, max_queued, *flat],
         )
+        if int(r[0]) < 0:
+            raise QueueFull(int(r[1]))
         if int(r[0]) == 0:
             raise AlreadySubmitted(r[3], int(r[1]))
         return int(r[1])
@@ -375,13 +390,17 @@ class JobStore:
     def worker_key(self, worker_id: str) -> str:
         return f"{self.p}:worker:{worker_id}"
 
-    async def worker_registered(self, worker_id: str, hub_id: str, capabilities: dict[str, Any]) -> None:
-        now = now_ms()
-        await asyncio.gather(
-            self.batch.command("HSET", self.worker_key(worker_id), "hub", hub_id, "capabilities",
-                               orjson.dumps(capabilities), "registered_at", now),
-            self.batch.command("ZADD", self.key("workers"), now, worker_id),
-        )  # fmt: skip
+    async def register_worker(
+        self, worker_id: str, owner: str, hub_id: str, capabilities: dict[str, Any]
+    ) -> list[str] | None:
+        """Record the worker in the shared registry; the jobs it still holds (resumed after a
+        reconnect), or None when its id is registered by another token (``owner``)."""
+        r = await self.batch.script(
+            "register_worker",
+            [self.worker_key(worker_id), self.key("workers"), self.worker_jobs_key(worker_id)],
+            [worker_id, owner, hub_id, orjson.dumps(capabilities), now_ms()],
+        )
+        return sorted(r[1:]) if r[0] == "OK" else None
 
     async def worker_seen(self, worker_id: str, at_ms: int, telemetry: dict[str, Any] | None = None) -> None:
         """A sign of life (or, with a past ``at_ms``, a deadline: a dropped connection's grace)."""
@@ -490,9 +509,6 @@ class JobStore:
             [worker_id, now_ms(), self.p, 1 if count_retry else 0],
         )
         return _timer_events(r)
-
-    async def worker_jobs(self, worker_id: str) -> list[str]:
-        return sorted(await self.batch.command("SMEMBERS", self.worker_jobs_key(worker_id)))
 
     async def throughput(self) -> dict[str, int]:
         now = now_ms()

@@ -4,9 +4,10 @@
 --       5 sequence counter, 6 counts by status (hash),
 --       7 (only with an idempotency key) the key's record: "first job id:its position", expiring
 -- ARGV: 1 class id, 2 class json, 3 priority, 4 key prefix, 5 job id, 6 idempotency record ttl ms,
---       7.. job hash field/value pairs
+--       7 queue bound (0 = none), 8.. job hash field/value pairs
 -- Returns: {seq, position, classes_version}, or for a key already used (D18, nothing queued):
---          {0, first position, classes_version, first job id}
+--          {0, first position, classes_version, first job id}, or when the queue bound is
+--          reached (D19, nothing queued): {-1, jobs queued}
 if KEYS[7] then
   local prior = redis.call('GET', KEYS[7])
   if prior then
@@ -15,9 +16,14 @@ if KEYS[7] then
             string.sub(prior, 1, sep - 1)}
   end
 end
+local bound = tonumber(ARGV[7])
+if bound > 0 then
+  local queued = redis.call('ZCARD', ARGV[4] .. ':queued')
+  if queued >= bound then return {-1, queued} end
+end
 local seq = redis.call('INCR', KEYS[5])
 local score = (100 - tonumber(ARGV[3])) * 1099511627776 + seq
-redis.call('HSET', KEYS[1], 'status', 'queued', 'score', score, 'class', ARGV[1], unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], 'status', 'queued', 'score', score, 'class', ARGV[1], unpack(ARGV, 8))
 redis.call('ZADD', KEYS[2], score, ARGV[5])
 redis.call('ZADD', ARGV[4] .. ':queued', score, ARGV[5])
 redis.call('ZADD', ARGV[4] .. ':jobs', seq, ARGV[5])  -- every job, by submission (HTTP listing)

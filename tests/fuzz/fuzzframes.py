@@ -16,6 +16,7 @@ back (see ``Driver.fire``).  Every frame received is validated against the schem
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -294,6 +295,10 @@ class Driver:
     replies: Counter[str] = field(default_factory=Counter)
     families: Counter[str] = field(default_factory=Counter)
     closes: Counter[str] = field(default_factory=Counter)
+    # the unregistered connection is replaced this often: the hub closes connections that do not
+    # register within its registration timeout (10 s by default, spec D19)
+    fresh_new_every: float = 5.0
+    new_since: float = 0.0
 
     async def start(self) -> None:
         self.sentinel = await self._register("job_client", "sentinel")
@@ -311,6 +316,8 @@ class Driver:
         name = name or f"fz-{role}-{uuid.uuid4().hex[:6]}"
         peer = await Peer.connect(self.url, name, timeout=self.timeout)
         await peer.expect("connection_established")
+        if role == "new":
+            self.new_since = time.monotonic()
         if role in ("job_client", "monitor"):
             perms = ["view_all_jobs", "view_system_stats", "manage_jobs"] if role == "monitor" else None
             reply = await peer.request(
@@ -360,6 +367,8 @@ class Driver:
         the connection open), unless the frame was over the size limit (1009) or a ``disconnect``
         (1000), the only closes allowed.  Every frame received validates against the schemas.
         """
+        if role == "new" and time.monotonic() - self.new_since > self.fresh_new_every:
+            await self._replace(role)
         peer = self.conns[role]
         data = self._aim(role, shot)
         self.frames += 1
