@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from empq.hub.lifecycle import STATUSES
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 # priority bands for the queue-depth gauge (inclusive)
 BANDS: list[tuple[int, int]] = [(0, 24), (25, 49), (50, 74), (75, 100)]
-STATUSES = ("queued", "assigned", "accepted", "in_progress", "completed", "failed", "cancelled", "timeout")
 TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -121,7 +121,7 @@ class HubMetrics:
         depths = await core.store.queue_depths(BANDS)
         for (lo, hi), n in zip(BANDS, depths, strict=True):
             self.queue_depth.labels(band_label(lo, hi)).set(n)
-        self.active_workers.set(await core.store.live_workers())
+        self.active_workers.set(await core.fleet.live_workers())
         by_status = await core.store.counts()
         for status in STATUSES:
             self.jobs.labels(status).set(max(0, by_status.get(status, 0)))

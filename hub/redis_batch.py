@@ -12,11 +12,18 @@ import asyncio
 from importlib import resources
 from typing import Any
 
+from empq.hub.lifecycle import lua_prelude
 from empq.hub.resp import RedisReplyError, RespClient
 
 
-def load_lua(name: str) -> str:
+def _lua_file(name: str) -> str:
     return resources.files("empq.hub").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+def load_lua(name: str) -> str:
+    """A script as loaded into Redis: the job state table (``hub/lifecycle.py``), the shared
+    helpers (``lua/prelude.lua``), then the script itself."""
+    return lua_prelude() + _lua_file("prelude") + _lua_file(name)
 
 
 class RedisBatch:

@@ -166,7 +166,7 @@ class HubServer:
                 "NO AUTH TOKENS CONFIGURED: open dev mode, anyone who can connect may register as anything"
             )
         self.subscriber = RespSubscriber(
-            RespClient(url), self.core.bus_channel, self.core.on_bus, self._bus_resubscribed
+            RespClient(url), self.core.fanout.channel, self.core.fanout.on_bus, self._bus_resubscribed
         )
         self.subscriber.start()
         await asyncio.wait_for(self.subscriber.ready.wait(), 5)
@@ -225,7 +225,7 @@ class HubServer:
         """The bus connection came back (e.g. after a Redis restart): job events published while it
         was down are lost; clients waiting on jobs that ended meanwhile get their final message."""
         if self.core is not None:
-            task = asyncio.get_running_loop().create_task(self.core.resync_finals("bus re-subscribed"))
+            task = asyncio.get_running_loop().create_task(self.core.jobs.resync_finals("bus re-subscribed"))
             self._resyncs.add(task)
             task.add_done_callback(self._resyncs.discard)
 
@@ -319,7 +319,7 @@ class HubServer:
         if self.core is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    self.core.store.hub_gone(self.core.hub_id), 2
+                    self.core.fleet.hub_gone(self.core.hub_id), 2
                 )  # also waits for writes before it
         if self.subscriber is not None:
             await self.subscriber.stop()

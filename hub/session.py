@@ -88,7 +88,6 @@ class Session:
     handshake_token: str | None = None  # presented on the WebSocket handshake (D4)
     connected_at: int = 0  # ms; unregistered past the registration timeout: closed (D19)
     owner: str = ""  # digest of the token it registered with ('' in open dev mode)
-    job_subs: set[str] = field(default_factory=set)  # jobs it subscribed to (bounded, D19)
     said_goodbye: bool = False  # sent disconnect (or was closed by the hub): no reconnect grace
 
     @property

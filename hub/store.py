@@ -1,9 +1,10 @@
 """The job store: every job state change is one Lua script on Redis (see hub/README.md).
 
-Methods return plain data; they raise ``StoreError(code)`` when a script refuses (unknown job,
-not the holder, wrong state).  Calls go through ``RedisBatch`` so concurrent calls share round
-trips.  The class registry (job classes and their queues) is cached here and refreshed when the
-claim script reports a newer version.
+Each method makes one script call and decodes its reply into a named result (``Moved`` and its
+kinds); a refusal raises ``StoreError(code, status)`` (unknown job, not the holder, wrong state).
+Calls go through ``RedisBatch`` so concurrent calls share round trips. The class registry (job
+classes and their queues) is cached here and refreshed when the claim script reports a newer
+version. Payloads stay opaque JSON text from ``submit`` to ``ClaimedJob.payload``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ SCRIPTS = (
     "forget",
     "register_worker",
 )
+ROUTING_SIZE = 6  # fields of Routing, in every transition reply after the previous status
 
 
 class AlreadySubmitted(Exception):
@@ -54,13 +56,16 @@ class QueueFull(Exception):
 
 
 class StoreError(Exception):
+    """A script refused: ``code`` (JOB_NOT_FOUND, NOT_JOB_HOLDER, INVALID_STATE), the job's
+    ``status`` when it has one."""
+
     def __init__(self, code: str, status: str = "") -> None:
         super().__init__(code, status)
         self.code = code
         self.status = status
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Routing:
     """Who hears about a job: its submitter's connection, and what notification filters see."""
 
@@ -77,36 +82,76 @@ class Routing:
         return cls(origin, client_id, customer_id or None, job_type, int(priority or 0), class_id)
 
 
-@dataclass(frozen=True)
-class ClaimedJob:
-    job_id: str
-    job_type: str
-    priority: int
-    payload: dict[str, Any]
-    requirements: dict[str, Any] | None
-    customer_id: str | None
-    retry_count: int
-    max_retries: int
-    routing: Routing
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A job changed state (a transition script's reply)."""
 
-
-@dataclass(frozen=True)
-class Transition:
     previous: str
     routing: Routing
-    extra: tuple[Any, ...] = ()
 
 
-@dataclass(frozen=True)
-class TimerEvent:
-    kind: str  # 'claim' (claim timed out, requeued) | 'retry' (claimable again) | 'timeout'
+@dataclass(frozen=True, slots=True)
+class Completed(Moved):
+    processing_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failed(Moved):
+    retry: bool  # queued again after delay_ms; else failed for good
+    delay_ms: int
+    retry_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled(Moved):
+    holder: str | None  # the worker that held it
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """A transition made without a message (a timer, a worker released): ``event`` names its row
+    in ``hub/lifecycle.py`` (claim_expired, time_limit, release, lost), or 'retry_ready' (a
+    delayed retry became claimable: still queued)."""
+
+    event: str
     job_id: str
-    worker_id: str
+    worker_id: str  # '' for retry
+    previous: str
     routing: Routing
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    job_id: str
+    routing: Routing
+    payload: str  # JSON text, as submitted: sent on without being parsed again
+    requirements: str | None  # JSON text
+    retry_count: int
+    max_retries: int
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _moved(r: list[Any]) -> tuple[str, Routing, list[Any]]:
+    """Decode {'OK', previous, routing..., extras...}; raise the refusal {'ERR', code, status}."""
+    if r[0] != "OK":
+        raise StoreError(r[1], r[2])
+    return r[1], Routing.of(r[2 : 2 + ROUTING_SIZE]), r[2 + ROUTING_SIZE :]
+
+
+def _events(r: list[Any]) -> list[JobEvent]:
+    """Decode flat records of (event, job id, worker id, previous status, routing...)."""
+    size = 4 + ROUTING_SIZE
+    return [
+        JobEvent(r[i], r[i + 1], r[i + 2], r[i + 3], Routing.of(r[i + 4 : i + size]))
+        for i in range(0, len(r), size)
+    ]
+
+
+def pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
+    return list(zip(flat[0::2], flat[1::2], strict=True))
 
 
 class JobStore:
@@ -115,7 +160,6 @@ class JobStore:
         self.p = prefix
         self.classes: dict[str, JobClass] = {}
         self.classes_version = -1
-        self._parsed_capabilities: dict[str, dict[str, Any]] = {}  # capabilities JSON -> parsed
 
     # keys -------------------------------------------------------------------------------
     def job_key(self, job_id: str) -> str:
@@ -130,7 +174,7 @@ class JobStore:
     def key(self, name: str) -> str:
         return f"{self.p}:{name}"
 
-    # job lifecycle ------------------------------------------------------------------------
+    # job lifecycle (lifecycle.py names each step) -------------------------------------------
     async def submit(
         self,
         job_id: str,
@@ -206,56 +250,29 @@ class JobStore:
                 await self.refresh_classes()
                 if count == 0 and attempt == 0:
                     continue  # classes we did not know about may hold jobs for this worker
-            return [self._claimed(reply[2 + i * 11 : 13 + i * 11]) for i in range(count)]
+            size = 1 + ROUTING_SIZE + 4
+            return [_claimed(reply[2 + i * size : 2 + (i + 1) * size]) for i in range(count)]
         return []
-
-    @staticmethod
-    def _claimed(f: list[Any]) -> ClaimedJob:
-        (
-            job_id,
-            job_type,
-            priority,
-            payload,
-            requirements,
-            customer,
-            retries,
-            max_retries,
-            origin,
-            client,
-            cls,
-        ) = f
-        return ClaimedJob(
-            job_id=job_id,
-            job_type=job_type,
-            priority=int(priority),
-            payload=orjson.loads(payload),
-            requirements=orjson.loads(requirements) if requirements else None,
-            customer_id=customer or None,
-            retry_count=int(retries or 0),
-            max_retries=int(max_retries or 0),
-            routing=Routing(origin, client, customer or None, job_type, int(priority), cls),
-        )
 
     async def refresh_classes(self) -> None:
         version, defs = await asyncio.gather(
             self.batch.command("GET", self.key("classes:version")),
             self.batch.command("HGETALL", self.key("classes")),
         )
-        self.classes = {cid: JobClass.from_json(raw) for cid, raw in _pairs(defs)}
+        self.classes = {cid: JobClass.from_json(raw) for cid, raw in pairs(defs)}
         self.classes_version = int(version or 0)
 
-    async def accept(self, worker_id: str, job_id: str) -> Transition:
+    async def accept(self, worker_id: str, job_id: str) -> Moved:
         k = self.key
         r = await self.batch.script(
             "accept",
             [self.job_key(job_id), k("claims"), k("runs"), k("counts")],
             [worker_id, now_ms(), job_id],
         )
-        return self._transition(r, 2)
+        previous, routing, _ = _moved(r)
+        return Moved(previous, routing)
 
-    async def progress(
-        self, worker_id: str, job_id: str, progress: float, fields: dict[str, Any]
-    ) -> Transition:
+    async def progress(self, worker_id: str, job_id: str, progress: float, fields: dict[str, Any]) -> Moved:
         flat: list[Any] = []
         for name, value in fields.items():
             if value is not None:
@@ -266,11 +283,12 @@ class JobStore:
             [self.job_key(job_id), k("claims"), k("counts")],
             [worker_id, now_ms(), job_id, progress, *flat],
         )
-        return self._transition(r, 2)
+        previous, routing, _ = _moved(r)
+        return Moved(previous, routing)
 
     async def complete(
         self, worker_id: str, job_id: str, result: bytes, processing_time: float | None
-    ) -> Transition:
+    ) -> Completed:
         k = self.key
         r = await self.batch.script(
             "complete",
@@ -286,7 +304,8 @@ class JobStore:
             ],
             [worker_id, now_ms(), job_id, result, "" if processing_time is None else processing_time],
         )
-        return self._transition(r, 3, extra=(float(r[2]),) if r[0] == "OK" else ())
+        previous, routing, (ptime,) = _moved(r)
+        return Completed(previous, routing, float(ptime))
 
     async def fail(
         self,
@@ -297,8 +316,7 @@ class JobStore:
         base_ms: int,
         cap_ms: int,
         details: bytes | None,
-    ) -> Transition:
-        """extra = (outcome 'retry'|'failed', delay ms, retry_count)."""
+    ) -> Failed:
         k = self.key
         r = await self.batch.script(
             "fail",
@@ -314,33 +332,53 @@ class JobStore:
             ],
             [worker_id, now_ms(), job_id, error, 1 if retry else 0, base_ms, cap_ms, details or ""],
         )
-        if r[0] != "OK":
-            raise StoreError(r[1], r[2])
-        return Transition(r[1], Routing.of(r[5:11]), (r[2], int(r[3]), int(r[4])))
+        previous, routing, (outcome, delay_ms, retries) = _moved(r)
+        return Failed(previous, routing, outcome == "retry", int(delay_ms), int(retries))
 
-    async def cancel(self, job_id: str, reason: str) -> Transition:
-        """extra = (worker id that held it, or '')."""
+    async def cancel(self, job_id: str, reason: str) -> Cancelled:
         k = self.key
         r = await self.batch.script(
             "cancel",
             [self.job_key(job_id), k("claims"), k("runs"), k("counts"), k("delayed"), k("finished")],
             [now_ms(), job_id, self.p, reason],
         )
-        if r[0] != "OK":
-            raise StoreError(r[1], r[2])
-        return Transition(r[1], Routing.of(r[3:9]), (r[2],))
+        previous, routing, (holder,) = _moved(r)
+        return Cancelled(previous, routing, holder or None)
 
-    @staticmethod
-    def _transition(r: list[Any], start: int, extra: tuple[Any, ...] = ()) -> Transition:
-        if r[0] != "OK":
-            raise StoreError(r[1], r[2])
-        return Transition(r[1], Routing.of(r[start : start + 6]), extra)
+    async def release_worker(self, worker_id: str, count_retry: bool) -> list[JobEvent]:
+        """Hand back a worker's jobs (events 'release', or 'lost' for a job out of retries)."""
+        k = self.key
+        r = await self.batch.script(
+            "release",
+            [self.worker_jobs_key(worker_id), *map(k, ("claims", "runs", "counts", "failures", "finished"))],
+            [worker_id, now_ms(), self.p, 1 if count_retry else 0],
+        )
+        return _events(r)
+
+    # timers ------------------------------------------------------------------------------
+    async def sweep(self, limit: int = 500) -> list[JobEvent]:
+        """Fire due timers (events 'claim_expired', 'retry_ready', 'time_limit') and trim the hour logs."""
+        k = self.key
+        r = await self.batch.script(
+            "sweep",
+            [k("claims"), k("runs"), k("delayed"), k("counts"), k("done"), k("failures"), k("finished")],
+            [now_ms(), self.p, limit],
+        )
+        return _events(r)
+
+    async def forget_finished(self, retention_ms: int, limit: int = 1000) -> int:
+        """Retention: drop jobs final for longer than ``retention_ms`` (hash and listing entry)."""
+        return int(
+            await self.batch.script(
+                "forget", [self.key("finished"), self.key("jobs")], [now_ms() - retention_ms, limit, self.p]
+            )
+        )
 
     # reads ------------------------------------------------------------------------------
     async def status(self, job_id: str) -> dict[str, str] | None:
         """The job hash (strings), with ``__position`` (0 unless waiting in a queue); None if unknown."""
         r = await self.batch.script("status", [self.job_key(job_id), self.key("classes")], [self.p, job_id])
-        return dict(_pairs(r)) if r else None
+        return dict(pairs(r)) if r else None
 
     async def fields(self, job_id: str, *names: str) -> list[str | None]:
         return list(await self.batch.command("HMGET", self.job_key(job_id), *names))
@@ -350,7 +388,7 @@ class JobStore:
         return float(total) / int(count) if count and int(count) > 0 else None
 
     async def counts(self) -> dict[str, int]:
-        return {name: int(v) for name, v in _pairs(await self.batch.command("HGETALL", self.key("counts")))}
+        return {name: int(v) for name, v in pairs(await self.batch.command("HGETALL", self.key("counts")))}
 
     async def list_jobs(
         self, before: int | None, batch: int, fields: tuple[str, ...]
@@ -361,7 +399,7 @@ class JobStore:
         flat = await self.batch.command(
             "ZRANGE", self.key("jobs"), top, "-inf", "BYSCORE", "REV", "LIMIT", 0, batch, "WITHSCORES"
         )
-        page = [(str(job_id), int(float(score))) for job_id, score in _pairs(flat)]
+        page = [(str(job_id), int(float(score))) for job_id, score in pairs(flat)]
         values = await asyncio.gather(
             *(self.batch.command("HMGET", self.job_key(job_id), *fields) for job_id, _ in page)
         )
@@ -383,133 +421,6 @@ class JobStore:
             )
         ]
 
-    async def live_workers(self) -> int:
-        return int(await self.batch.command("ZCARD", self.key("workers")))
-
-    # workers and hubs (shared registry: stats and liveness across hubs) ------------------------
-    def worker_key(self, worker_id: str) -> str:
-        return f"{self.p}:worker:{worker_id}"
-
-    async def register_worker(
-        self, worker_id: str, owner: str, hub_id: str, capabilities: dict[str, Any]
-    ) -> list[str] | None:
-        """Record the worker in the shared registry; the jobs it still holds (resumed after a
-        reconnect), or None when its id is registered by another token (``owner``)."""
-        r = await self.batch.script(
-            "register_worker",
-            [self.worker_key(worker_id), self.key("workers"), self.worker_jobs_key(worker_id)],
-            [worker_id, owner, hub_id, orjson.dumps(capabilities), now_ms()],
-        )
-        return sorted(r[1:]) if r[0] == "OK" else None
-
-    async def worker_seen(self, worker_id: str, at_ms: int, telemetry: dict[str, Any] | None = None) -> None:
-        """A sign of life (or, with a past ``at_ms``, a deadline: a dropped connection's grace)."""
-        calls = [self.batch.command("ZADD", self.key("workers"), at_ms, worker_id)]
-        if telemetry:
-            calls.append(
-                self.batch.command("HSET", self.worker_key(worker_id), "telemetry", orjson.dumps(telemetry))
-            )
-        await asyncio.gather(*calls)
-
-    async def worker_gone(self, worker_id: str) -> None:
-        await asyncio.gather(
-            self.batch.command("ZREM", self.key("workers"), worker_id),
-            self.batch.command("DEL", self.worker_key(worker_id)),
-        )
-
-    async def reap_workers(self, deadline_ms: int, limit: int = 100) -> list[str]:
-        """Workers last seen at or before ``deadline_ms``, removed from the registry (each to one hub)."""
-        return list(await self.batch.script("reap", [self.key("workers")], [deadline_ms, self.p, limit]))
-
-    async def workers(self) -> dict[str, dict[str, Any]]:
-        """Every registered worker (all hubs): capabilities, hub, telemetry, last_seen."""
-        seen = _pairs(await self.batch.command("ZRANGE", self.key("workers"), 0, -1, "WITHSCORES"))
-        if not seen:
-            return {}
-        rows = await asyncio.gather(*(self.batch.command("HGETALL", self.worker_key(w)) for w, _ in seen))
-        out: dict[str, dict[str, Any]] = {}
-        for (worker_id, last_seen), row in zip(seen, rows, strict=True):
-            fields = dict(_pairs(row))
-            out[worker_id] = {
-                "hub": fields.get("hub"),
-                "capabilities": orjson.loads(fields["capabilities"]) if "capabilities" in fields else {},
-                "telemetry": orjson.loads(fields["telemetry"]) if "telemetry" in fields else {},
-                "last_seen": int(float(last_seen)),
-            }
-        return out
-
-    async def worker_capabilities(self) -> dict[str, dict[str, Any]]:
-        """Every registered worker (all hubs) with only its capabilities, in one round trip and one
-        reply (``workers`` costs a command, a future and a JSON parse per worker: with 10,000
-        workers, done every second, that stalled the event loop for hundreds of ms). Identical
-        capability documents are parsed once."""
-        flat = await self.batch.script("capabilities", [self.key("workers")], [self.p])
-        parsed = self._parsed_capabilities
-        out: dict[str, dict[str, Any]] = {}
-        for worker_id, raw in _pairs(flat):
-            capabilities = parsed.get(raw)
-            if capabilities is None:
-                capabilities = parsed[raw] = orjson.loads(raw) if raw else {}
-            out[worker_id] = {"capabilities": capabilities}
-        if len(parsed) > 2 * len(out) + 100:  # forget documents no worker has any more
-            self._parsed_capabilities = {}
-        return out
-
-    async def record_service_request(self, frame: bytes, keep: int = 1000) -> None:
-        """Keep the last ``keep`` service_request messages (telemetry)."""
-        key = self.key("service_requests")
-        await asyncio.gather(
-            self.batch.command("LPUSH", key, frame), self.batch.command("LTRIM", key, 0, keep - 1)
-        )
-
-    async def hub_alive(self, hub_id: str, info: dict[str, Any]) -> None:
-        await self.batch.command("HSET", self.key("hubs"), hub_id, orjson.dumps({**info, "seen": now_ms()}))
-
-    async def hubs(self, within_ms: int) -> dict[str, dict[str, Any]]:
-        """Hubs that reported within ``within_ms`` (older entries are dropped)."""
-        now = now_ms()
-        alive, stale = {}, []
-        for hub_id, raw in _pairs(await self.batch.command("HGETALL", self.key("hubs"))):
-            info = orjson.loads(raw)
-            if now - info["seen"] <= within_ms:
-                alive[hub_id] = info
-            else:
-                stale.append(hub_id)
-        if stale:
-            await self.batch.command("HDEL", self.key("hubs"), *stale)
-        return alive
-
-    async def hub_gone(self, hub_id: str) -> None:
-        await self.batch.command("HDEL", self.key("hubs"), hub_id)
-
-    # timers ------------------------------------------------------------------------------
-    async def sweep(self, limit: int = 500) -> list[TimerEvent]:
-        k = self.key
-        r = await self.batch.script(
-            "sweep",
-            [k("claims"), k("runs"), k("delayed"), k("counts"), k("done"), k("failures"), k("finished")],
-            [now_ms(), self.p, limit],
-        )
-        return _timer_events(r)
-
-    async def forget_finished(self, retention_ms: int, limit: int = 1000) -> int:
-        """Retention: drop jobs final for longer than ``retention_ms`` (hash and listing entry)."""
-        return int(
-            await self.batch.script(
-                "forget", [self.key("finished"), self.key("jobs")], [now_ms() - retention_ms, limit, self.p]
-            )
-        )
-
-    async def release_worker(self, worker_id: str, count_retry: bool) -> list[TimerEvent]:
-        """Hand back a worker's jobs. Events: kind 'queued' or 'failed'; worker_id = previous status."""
-        k = self.key
-        r = await self.batch.script(
-            "release",
-            [self.worker_jobs_key(worker_id), *map(k, ("claims", "runs", "counts", "failures", "finished"))],
-            [worker_id, now_ms(), self.p, 1 if count_retry else 0],
-        )
-        return _timer_events(r)
-
     async def throughput(self) -> dict[str, int]:
         now = now_ms()
         done, failures = self.key("done"), self.key("failures")
@@ -525,9 +436,14 @@ class JobStore:
         }
 
 
-def _timer_events(r: list[Any]) -> list[TimerEvent]:
-    return [TimerEvent(r[i], r[i + 1], r[i + 2], Routing.of(r[i + 3 : i + 9])) for i in range(0, len(r), 9)]
-
-
-def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
-    return list(zip(flat[0::2], flat[1::2], strict=True))
+def _claimed(f: list[Any]) -> ClaimedJob:
+    job_id, routing = f[0], Routing.of(f[1 : 1 + ROUTING_SIZE])
+    payload, requirements, retries, max_retries = f[1 + ROUTING_SIZE :]
+    return ClaimedJob(
+        job_id=job_id,
+        routing=routing,
+        payload=payload,
+        requirements=requirements or None,
+        retry_count=int(retries or 0),
+        max_retries=int(max_retries or 0),
+    )

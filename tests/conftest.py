@@ -224,3 +224,21 @@ async def start_hub(redis_url):
         await server.peers.close()
         if not server.stopped:
             await server.stop()
+
+
+@pytest_asyncio.fixture
+async def core_hub(redis_url):
+    """The hub's core in-process on the real redis-server (``tests/inprocess.py``); settings as
+    ``await core_hub(**settings)``."""
+    from inprocess import Hub
+
+    started: list[Hub] = []
+
+    async def start(**settings: Any) -> Hub:
+        hub = await Hub.start(redis_url, **settings)
+        started.append(hub)
+        return hub
+
+    yield start
+    for hub in started:
+        await hub.close()

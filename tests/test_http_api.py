@@ -186,12 +186,12 @@ async def test_auth_and_customer_isolation(redis_url, tmp_path):
 
 
 async def test_openapi_served_and_committed_copy_in_sync(api):
-    from empq.hub.http import openapi_document
+    from empq.hub.openapi import openapi_document
 
     served = (await api.get("/openapi.json")).json()
     assert served == openapi_document()
     committed = json.loads((REPO / "spec" / "openapi.json").read_text())
-    assert committed == served, "spec/openapi.json is stale: python -m empq.hub.http > spec/openapi.json"
+    assert committed == served, "spec/openapi.json is stale: python -m empq.hub.openapi > spec/openapi.json"
 
 
 async def test_http_port_off(redis_url):

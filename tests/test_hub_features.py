@@ -948,13 +948,13 @@ async def test_final_message_survives_a_hub_dying_between_transition_and_publish
     watcher = await hub_a.peers.client("watcher-resync", customer_id="resync")
     worker_b = await hub_b.peers.worker(services=("far",))
     await asyncio.sleep(1.2)  # the hubs find each other through the registry
-    assert hub_a.core.peer_hubs == 1
+    assert hub_a.core.fanout.peer_hubs == 1
 
     jobs = [(await submit(client, requirements={"service_type": "far"}))["job_id"] for _ in range(2)]
     await watcher.request("subscribe_job", "subscription_confirmed", job_id=jobs[1])
     # From here B "dies" right after each transition: its events never reach the bus; then its
     # timers stop and its registry entry goes (as it expires ~5 s after a kill -9).
-    hub_b.core.broadcast = lambda kind, **fields: None
+    hub_b.core.fanout.broadcast = lambda kind, **fields: None
     for job in jobs:
         await claim_eventually(worker_b, job)
         await accept(worker_b, job)
@@ -962,13 +962,13 @@ async def test_final_message_survives_a_hub_dying_between_transition_and_publish
     await client.expect_none("job_completed", within=0.5)
     assert hub_b._ticker is not None
     hub_b._ticker.cancel()
-    await hub_b.core.store.hub_gone(hub_b.core.hub_id)
+    await hub_b.core.fleet.hub_gone(hub_b.core.hub_id)
 
     for job in jobs:  # A's next registry round (each second) sees B gone and re-reads the jobs
         done = await client.expect("job_completed", job_id=job, timeout=3)
         assert done["result"]["output_files"] == [f"{job}.png"]
     await watcher.expect("job_completed", job_id=jobs[1], timeout=1)
-    assert hub_a.core.peer_hubs == 0 and not hub_a.core.awaiting
+    assert hub_a.core.fanout.peer_hubs == 0 and not hub_a.core.subs.awaiting
     for peer in (client, watcher):  # once each
         await peer.expect_none("job_completed", within=1.2)
 
@@ -1050,7 +1050,7 @@ async def test_job_available_reaches_a_worker_again_once_it_has_a_free_slot(star
     )
     another = (await submit(client))["job_id"]  # idle again, not told since its last claim: told
     await worker.expect("job_available", job_id=another, timeout=2)
-    assert worker.worker_id not in hub.core.maybe_idle  # told: out until it claims again
+    assert worker.worker_id not in hub.core.workers.maybe_idle  # told: out until it claims again
 
 
 async def test_a_workers_frames_sent_back_to_back_keep_their_order(start_hub):

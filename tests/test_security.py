@@ -477,9 +477,9 @@ async def test_worker_telemetry_and_capabilities_are_bounded(start_hub):
 
 
 async def test_subscriptions_per_connection_are_bounded(start_hub, monkeypatch):
-    import empq.hub.core as core
+    import empq.hub.subscriptions as subscriptions
 
-    monkeypatch.setattr(core, "MAX_JOB_SUBSCRIPTIONS", 3)
+    monkeypatch.setattr(subscriptions, "MAX_JOB", 3)
     hub = await start_hub()
     c = await hub.peers.client("subscriber")
     jobs = [await submit(c) for _ in range(4)]
@@ -492,7 +492,7 @@ async def test_subscriptions_per_connection_are_bounded(start_hub, monkeypatch):
     await c.request("cancel_job", "job_cancelled", job_id=jobs[0]["job_id"])
     ok = await c.request("subscribe_job", "subscription_confirmed", job_id=jobs[3]["job_id"])
     assert ok["type"] == "subscription_confirmed", ok
-    for i in range(core.MAX_NOTIFICATION_SUBSCRIPTIONS):
+    for i in range(subscriptions.MAX_NOTIFICATION):
         ok = await c.request("subscribe_job_notifications", "job_notifications_subscribed")
         assert ok["type"] == "job_notifications_subscribed", (i, ok)
     full = await c.request("subscribe_job_notifications", "job_notifications_subscribed")

@@ -18,32 +18,62 @@ def session_as(role: Role) -> Session:
     return Session("conn-1", role=role, client_id="app", worker_id="worker-gpu-01")
 
 
-def test_table_covers_every_inbound_type():
+def expected_senders(repo) -> dict[str, set[Role]]:
+    """Who may send what, from sources other than the VALIDITY table: the direction envelopes of
+    schemas/ (what a job client, what a worker sends) and spec D3 (before registering only ping,
+    pong and disconnect, besides registering; a monitor submits no job; one registration only)."""
+    envelope = {
+        name: set(
+            json.loads((repo / "schemas" / "envelopes" / f"{name}.json").read_text())["discriminator"][
+                "mapping"
+            ]
+        )
+        for name in ("client_to_hub", "worker_to_hub")
+    }
+    expected: dict[str, set[Role]] = {}
+    for kind in envelope["client_to_hub"] | envelope["worker_to_hub"]:
+        roles: set[Role] = set()
+        if kind in ("register_client", "register_worker", "ping", "pong", "disconnect"):
+            roles.add(Role.NEW)
+        if kind not in ("register_client", "register_worker"):
+            if kind in envelope["client_to_hub"]:
+                roles.add(Role.JOB_CLIENT)
+                if kind != "submit_job":
+                    roles.add(Role.MONITOR)
+            if kind in envelope["worker_to_hub"]:
+                roles.add(Role.WORKER)
+        expected[kind] = roles
+    return expected
+
+
+def test_table_is_what_the_schemas_and_d3_say(repo):
+    assert {kind: set(roles) for kind, roles in VALIDITY.items()} == expected_senders(repo)
     assert set(VALIDITY) == set(protocol.INBOUND)
 
 
 @pytest.mark.parametrize("kind", sorted(VALIDITY))
 @pytest.mark.parametrize("role", list(Role))
-def test_validity_table(role, kind):
+def test_each_role_and_type(role, kind, repo):
+    allowed = expected_senders(repo)[kind]
     example = dict(EXAMPLES.get(kind) or {"type": kind, "timestamp": 1})
     if kind == "chunked_message_complete":
         example = {"type": kind, "chunk_id": "c", "total_size": 1, "timestamp": 1}
     example["id"] = "req-1"
     outcome = session_as(role).receive(json.dumps(example))
-    if role in VALIDITY[kind]:
+    if role in allowed:
         assert isinstance(outcome, Accepted), outcome
         assert outcome.message.type == kind and outcome.request_id == "req-1"
+        return
+    assert isinstance(outcome, Refused)
+    registering = kind in ("register_client", "register_worker")
+    if role is Role.NEW:
+        expected = "NOT_REGISTERED"
+    elif registering:
+        expected = "ALREADY_REGISTERED"
     else:
-        assert isinstance(outcome, Refused)
-        expected = (
-            "NOT_REGISTERED"
-            if role is Role.NEW
-            else "ALREADY_REGISTERED"
-            if VALIDITY[kind] == {Role.NEW}
-            else "PERMISSION_DENIED"
-        )
-        assert outcome.reply.error_code.value == expected
-        assert outcome.reply.request_id == "req-1"
+        expected = "PERMISSION_DENIED"
+    assert outcome.reply.error_code.value == expected
+    assert outcome.reply.request_id == "req-1"
 
 
 def test_invalid_json_unknown_type_and_outbound_type():

@@ -1,14 +1,12 @@
--- Cancel a job that is not final, wherever it is (class queue, delayed, claimed, running).
+-- Cancel a job that is not final, wherever it is: class queue, delayed, claimed, running
+-- (lifecycle: cancel).
 -- KEYS: 1 job hash, 2 claim deadlines, 3 run deadlines, 4 counts, 5 delayed, 6 finished jobs
 -- ARGV: 1 now ms, 2 job id, 3 key prefix, 4 reason
--- Returns: {'OK', previous status, worker id, origin, client_id, customer_id, job_type, priority, class}
---       or {'ERR', code, status}
+-- Returns: moved(previous, {worker id that held it or ''}) or {'ERR', code, status}
 local s = redis.call('HMGET', KEYS[1], 'status', 'worker_id', 'class')
 if not s[1] then return {'ERR', 'JOB_NOT_FOUND', ''} end
 local prev = s[1]
-if prev ~= 'queued' and prev ~= 'assigned' and prev ~= 'accepted' and prev ~= 'in_progress' then
-  return {'ERR', 'INVALID_STATE', prev}
-end
+if not may('cancel', prev) then return {'ERR', 'INVALID_STATE', prev} end
 local worker = s[2] or ''
 redis.call('ZREM', ARGV[3] .. ':q:' .. s[3], ARGV[2])
 redis.call('ZREM', ARGV[3] .. ':queued', ARGV[2])
@@ -16,10 +14,8 @@ redis.call('ZREM', KEYS[5], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 if worker ~= '' then redis.call('SREM', ARGV[3] .. ':wjobs:' .. worker, ARGV[2]) end
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_at', ARGV[1], 'completed_at', ARGV[1],
+redis.call('HSET', KEYS[1], 'status', TO.cancel, 'cancelled_at', ARGV[1], 'completed_at', ARGV[1],
            'cancel_reason', ARGV[4], 'worker_id', '')
-redis.call('HINCRBY', KEYS[4], prev, -1)
-redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
+count(KEYS[4], prev, TO.cancel)
 redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
-local r = redis.call('HMGET', KEYS[1], 'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class')
-return {'OK', prev, worker, r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or '', r[6] or ''}
+return moved(KEYS[1], prev, {worker})

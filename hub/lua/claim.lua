@@ -1,4 +1,4 @@
--- Atomically take up to max_jobs of the best jobs a worker can run.
+-- Atomically take up to max_jobs of the best jobs a worker can run (lifecycle: claim).
 -- The caller passes the queues of the classes the worker can run (matching is done in Python,
 -- hub/matching.py); this script only picks heads: lowest priority band first, then classes of
 -- the worker's preferred job types, then the lowest score (oldest).  A worker that restricts
@@ -6,8 +6,8 @@
 -- KEYS: 1 claim deadlines (zset), 2 counts, 3 worker's jobs (set), 4 classes version, 5.. class queues
 -- ARGV: 1 worker id, 2 now ms, 3 claim timeout ms, 4 max jobs, 5 key prefix,
 --       6 allowed customers (json array) or '', 7.. preferred flag (1/0) per class queue
--- Returns: {classes_version, n, then per job: id, job_type, priority, payload, requirements,
---           customer_id, retry_count, max_retries, origin, client_id, class}
+-- Returns: {classes_version, n, then per job: id, routing (6), payload, requirements, retry_count,
+--           max_retries}
 local BAND = 1099511627776
 local nclasses = #KEYS - 4
 local allowed = nil
@@ -47,16 +47,15 @@ for _ = 1, tonumber(ARGV[4]) do
   local job = ARGV[5] .. ':job:' .. best_id
   redis.call('ZREM', best_key, best_id)
   redis.call('ZREM', ARGV[5] .. ':queued', best_id)
-  redis.call('HSET', job, 'status', 'assigned', 'worker_id', ARGV[1], 'assigned_at', now,
+  redis.call('HSET', job, 'status', TO.claim, 'worker_id', ARGV[1], 'assigned_at', now,
              'claim_deadline', deadline)
   redis.call('ZADD', KEYS[1], deadline, best_id)
   redis.call('SADD', KEYS[3], best_id)
-  redis.call('HINCRBY', KEYS[2], 'queued', -1)
-  redis.call('HINCRBY', KEYS[2], 'assigned', 1)
-  local f = redis.call('HMGET', job, 'job_type', 'priority', 'payload', 'requirements', 'customer_id',
-                       'retry_count', 'max_retries', 'origin', 'client_id', 'class')
+  count(KEYS[2], 'queued', TO.claim)
   table.insert(out, best_id)
-  for k = 1, 10 do table.insert(out, f[k] or '') end
+  extend(out, routing(job))
+  local f = redis.call('HMGET', job, 'payload', 'requirements', 'retry_count', 'max_retries')
+  for k = 1, 4 do table.insert(out, f[k] or '') end
   out[2] = out[2] + 1
 end
 return out

@@ -1,43 +1,41 @@
--- Hand back every job a worker holds: each goes back to its queue at its original place.
+-- Hand back every job a worker holds (lifecycle: release, or lost when out of retries): each
+-- goes back to its queue at its original place.
 -- Used for a graceful disconnect (no retry counted) and for a lost worker (counts as a retry;
 -- a job out of retries then fails).
 -- KEYS: 1 worker's jobs (set), 2 claim deadlines, 3 run deadlines, 4 counts, 5 failures log,
 --       6 finished jobs (zset: job id -> final at)
 -- ARGV: 1 worker id, 2 now ms, 3 key prefix, 4 count a retry (1/0)
--- Returns: flat records of 9: outcome ('queued'|'failed'), job id, previous status,
---          origin, client_id, customer_id, job_type, priority, class
+-- Returns: flat records of 10: event ('release'|'lost'), job id, worker id, previous status,
+--          routing (6)
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local job = ARGV[3] .. ':job:' .. id
   local s = redis.call('HMGET', job, 'status', 'worker_id', 'score', 'class', 'retry_count', 'max_retries')
-  if s[2] == ARGV[1] and (s[1] == 'assigned' or s[1] == 'accepted' or s[1] == 'in_progress') then
+  if s[2] == ARGV[1] and may('release', s[1]) then
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', KEYS[3], id)
-    redis.call('HINCRBY', KEYS[4], s[1], -1)
     local retries = tonumber(s[5] or '0')
-    local outcome = 'queued'
+    local event = 'release'
     if ARGV[4] == '1' then
       if retries < tonumber(s[6] or '0') then
         retries = retries + 1
       else
-        outcome = 'failed'
+        event = 'lost'
       end
     end
-    if outcome == 'queued' then
-      redis.call('HSET', job, 'status', 'queued', 'worker_id', '', 'retry_count', retries, 'progress', 0)
+    if event == 'release' then
+      redis.call('HSET', job, 'status', TO.release, 'worker_id', '', 'retry_count', retries, 'progress', 0)
       redis.call('ZADD', ARGV[3] .. ':q:' .. s[4], s[3], id)
       redis.call('ZADD', ARGV[3] .. ':queued', s[3], id)
-      redis.call('HINCRBY', KEYS[4], 'queued', 1)
     else
-      redis.call('HSET', job, 'status', 'failed', 'worker_id', '', 'completed_at', ARGV[2],
+      redis.call('HSET', job, 'status', TO.lost, 'worker_id', '', 'completed_at', ARGV[2],
                  'error', 'worker lost and no retries left')
-      redis.call('HINCRBY', KEYS[4], 'failed', 1)
       redis.call('ZADD', KEYS[5], ARGV[2], id)
       redis.call('ZADD', KEYS[6], ARGV[2], id)
     end
-    local r = redis.call('HMGET', job, 'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class')
-    table.insert(out, outcome); table.insert(out, id); table.insert(out, s[1])
-    for k = 1, 6 do table.insert(out, r[k] or '') end
+    count(KEYS[4], s[1], TO[event])
+    extend(out, {event, id, ARGV[1], s[1]})
+    extend(out, routing(job))
   end
 end
 redis.call('DEL', KEYS[1])

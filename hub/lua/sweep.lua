@@ -5,27 +5,25 @@
 -- KEYS: 1 claim deadlines, 2 run deadlines, 3 delayed, 4 counts, 5 completions log, 6 failures log,
 --       7 finished jobs (zset: job id -> final at)
 -- ARGV: 1 now ms, 2 key prefix, 3 limit per timer kind
--- Returns: flat records of 9: kind ('claim'|'retry'|'timeout'), job id, worker id,
---          origin, client_id, customer_id, job_type, priority, class
+-- Returns: flat records of 10: event ('claim_expired'|'retry_ready'|'time_limit'), job id, worker id,
+--          previous status, routing (6)
 local now, prefix, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
-local function emit(kind, id, worker, job)
-  local r = redis.call('HMGET', job, 'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class')
-  table.insert(out, kind); table.insert(out, id); table.insert(out, worker)
-  for k = 1, 6 do table.insert(out, r[k] or '') end
+local function emit(event, id, worker, previous, job)
+  extend(out, {event, id, worker, previous})
+  extend(out, routing(job))
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', KEYS[1], id)
   local job = prefix .. ':job:' .. id
   local s = redis.call('HMGET', job, 'status', 'worker_id', 'score', 'class')
-  if s[1] == 'assigned' then
-    redis.call('HSET', job, 'status', 'queued', 'worker_id', '')
+  if may('claim_expired', s[1]) then
+    redis.call('HSET', job, 'status', TO.claim_expired, 'worker_id', '')
     redis.call('ZADD', prefix .. ':q:' .. s[4], s[3], id)
     redis.call('ZADD', prefix .. ':queued', s[3], id)
     redis.call('SREM', prefix .. ':wjobs:' .. s[2], id)
-    redis.call('HINCRBY', KEYS[4], 'assigned', -1)
-    redis.call('HINCRBY', KEYS[4], 'queued', 1)
-    emit('claim', id, s[2], job)
+    count(KEYS[4], s[1], TO.claim_expired)
+    emit('claim_expired', id, s[2], s[1], job)
   end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, limit)) do
@@ -36,20 +34,19 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0
     redis.call('ZADD', prefix .. ':q:' .. s[3], s[2], id)
     redis.call('ZADD', prefix .. ':queued', s[2], id)
     redis.call('HDEL', job, 'retry_at')
-    emit('retry', id, '', job)
+    emit('retry_ready', id, '', s[1], job)
   end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', KEYS[2], id)
   local job = prefix .. ':job:' .. id
   local s = redis.call('HMGET', job, 'status', 'worker_id')
-  if s[1] == 'accepted' or s[1] == 'in_progress' then
-    redis.call('HSET', job, 'status', 'timeout', 'completed_at', now, 'error', 'job exceeded its time limit')
+  if may('time_limit', s[1]) then
+    redis.call('HSET', job, 'status', TO.time_limit, 'completed_at', now, 'error', 'job exceeded its time limit')
     redis.call('SREM', prefix .. ':wjobs:' .. s[2], id)
-    redis.call('HINCRBY', KEYS[4], s[1], -1)
-    redis.call('HINCRBY', KEYS[4], 'timeout', 1)
+    count(KEYS[4], s[1], TO.time_limit)
     redis.call('ZADD', KEYS[7], now, id)
-    emit('timeout', id, s[2], job)
+    emit('time_limit', id, s[2], s[1], job)
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(now) - 3600000)

@@ -1,0 +1,152 @@
+"""Registration (spec D3, D4, D19): a connection becomes a job client, a monitor or a worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from empq.generated.messages.client_registered import ClientRegistered
+from empq.generated.messages.register_client import RegisterClient
+from empq.generated.messages.register_worker import RegisterWorker
+from empq.generated.messages.worker_registered import WorkerRegistered
+from empq.hub.auth import Grant
+from empq.hub.commands.request import Handler, Request
+from empq.hub.session import Role
+from empq.hub.workers import LocalWorker, now_ms
+
+from empq import protocol
+
+
+def authenticate(req: Request[RegisterClient] | Request[RegisterWorker], role: str) -> Grant | None:
+    """D4: the grant for this registration, or None after refusing it (AUTH_FAILED, then close)."""
+    msg, session = req.message, req.session
+    presented = msg.auth_token or session.handshake_token
+    grant = req.hub.auth.check(role, presented)
+    if grant is None:
+        who = (
+            {"worker_id": msg.worker_id} if isinstance(msg, RegisterWorker) else {"client_id": msg.client_id}
+        )
+        reason = "missing token" if not presented else f"invalid {role} token"
+        req.refuse("AUTH_FAILED", "Authentication failed", {"reason": reason, **who})
+        req.hub.outbox.close(session.conn_id, 1008, "authentication failed")
+    return grant
+
+
+def bounded_capabilities(
+    req: Request[Any], capabilities: dict[str, Any], customer_id: str | None
+) -> dict[str, Any] | None:
+    """D19: a worker's capabilities within its bounds (None after refusing them): at most
+    ``max_worker_info_bytes`` of JSON, and, for a token bound to a customer, ``allowed_customers``
+    that customer only (set when omitted; anything else is refused)."""
+    limit = req.hub.config.max_worker_info_bytes
+    size = len(orjson.dumps(capabilities))
+    if size > limit:
+        req.refuse(
+            "INVALID_PARAMETERS",
+            f"capabilities over {limit} bytes of JSON",
+            {"field": "capabilities", "provided_value": f"{size} bytes"},
+        )
+        return None
+    if customer_id is None:
+        return capabilities
+    declared = capabilities.get("allowed_customers")
+    if declared is not None and set(declared) != {customer_id}:
+        req.refuse(
+            "PERMISSION_DENIED",
+            f"this token runs jobs of customer {customer_id} only",
+            {"field": "capabilities.allowed_customers", "provided_value": declared},
+        )
+        return None
+    return {**capabilities, "allowed_customers": [customer_id]}
+
+
+async def register_client(req: Request[RegisterClient]) -> None:
+    msg, session, hub = req.message, req.session, req.hub
+    role = "monitor" if msg.client_type == "monitor" else "job_client"
+    grant = authenticate(req, role)
+    if grant is None:
+        return
+    if grant.customer_id is not None and msg.customer_id not in (None, grant.customer_id):
+        req.refuse(
+            "PERMISSION_DENIED",
+            f"this token is for customer {grant.customer_id}",
+            {"field": "customer_id", "provided_value": msg.customer_id},
+        )
+        return
+    asked = frozenset(p.value for p in (msg.permissions or ()))
+    session.role = Role.MONITOR if role == "monitor" else Role.JOB_CLIENT
+    session.client_id = msg.client_id
+    session.owner = grant.owner
+    session.customer_id = grant.customer_id or msg.customer_id
+    session.permissions = (
+        (asked & grant.permissions) if asked else (grant.permissions if not hub.auth.open else asked)
+    )
+    extra = (msg.capabilities.model_extra or {}) if msg.capabilities else {}
+    session.chunked_messages = bool(extra.get("chunked_messages")) or bool(
+        msg.capabilities and msg.capabilities.chunked_messages
+    )
+    fields: dict[str, Any] = {
+        "client_id": msg.client_id,
+        "status": "registered",
+        "assigned_connection_id": session.conn_id,
+        "client_type": session.role.value,
+        "permissions": sorted(session.permissions),
+    }
+    if session.customer_id:
+        fields["customer_id"] = session.customer_id
+    req.reply(protocol.make(ClientRegistered, **fields))
+    if session.role is Role.MONITOR:
+        hub.fanout.send(session.conn_id, await hub.monitoring.system_status(session))
+
+
+async def register_worker(req: Request[RegisterWorker]) -> None:
+    msg, session, hub = req.message, req.session, req.hub
+    grant = authenticate(req, "worker")
+    if grant is None:
+        return
+    if hub.workers.connected(msg.worker_id):
+        req.refuse("ALREADY_REGISTERED", f"worker {msg.worker_id} is connected already")
+        return
+    capabilities = bounded_capabilities(req, protocol.to_dict(msg.capabilities), grant.customer_id)
+    if capabilities is None:
+        return
+    held = await hub.fleet.register_worker(msg.worker_id, grant.owner, hub.hub_id, capabilities)
+    if held is None:  # D19: the id is registered by another token (connected, in its grace, or holding jobs)
+        req.refuse(
+            "PERMISSION_DENIED",
+            f"worker id {msg.worker_id} is registered with another token",
+            {"field": "worker_id", "provided_value": msg.worker_id},
+        )
+        return
+    session.owner = grant.owner
+    session.customer_id = grant.customer_id
+    session.role = Role.WORKER
+    session.worker_id = msg.worker_id
+    session.capabilities = capabilities
+    session.chunked_messages = bool(capabilities.get("chunked_messages"))
+    hub.workers.add(
+        LocalWorker(
+            worker_id=msg.worker_id,
+            conn_id=session.conn_id,
+            capabilities=capabilities,
+            subscribe=msg.subscribe_to_jobs is not False,
+            status=msg.status.value if msg.status else "idle",
+            held=set(held),
+            last_heartbeat=now_ms(),
+        )
+    )
+    fields: dict[str, Any] = {
+        "worker_id": msg.worker_id,
+        "status": "registered",
+        "assigned_connection_id": session.conn_id,
+        "heartbeat_interval": hub.config.heartbeat_interval_ms,
+    }
+    if held:
+        fields["resumed_jobs"] = held
+    req.reply(protocol.make(WorkerRegistered, **fields))
+
+
+HANDLERS: dict[str, Handler] = {
+    "register_client": register_client,
+    "register_worker": register_worker,
+}

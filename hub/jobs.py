@@ -1,0 +1,385 @@
+"""The job manager: each job transition from start to end, one method each.
+
+A method makes the transition's one Lua call (``store.py``), gets a named result, and does
+everything that follows from it: the ``job_update`` or final message to whoever listens, the
+worker's slot, the "claimable again" notice, the metrics. Commands (``commands/``), timers,
+lost or departing workers and the HTTP API all go through these methods. The steps and the
+states they start from are ``lifecycle.py``'s table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from empq.generated.messages.job_accepted import JobAccepted
+from empq.generated.messages.job_assigned import JobAssigned
+from empq.generated.messages.job_cancelled import JobCancelled
+from empq.generated.messages.job_completed import JobCompleted
+from empq.generated.messages.job_update import JobUpdate
+from empq.generated.messages.submit_job import SubmitJob
+from empq.hub import lifecycle as states
+from empq.hub.matching import JobClass
+from empq.hub.session import Session
+from empq.hub.store import AlreadySubmitted, ClaimedJob, Completed, Failed, JobEvent, Routing, StoreError
+from pydantic import BaseModel
+
+from empq import protocol
+
+if TYPE_CHECKING:
+    from empq.hub.core import HubCore
+    from empq.hub.workers import LocalWorker
+
+log = logging.getLogger("empq.hub")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def iso(ms: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def job_update(job_id: str, status: str, previous: str | None = None, **fields: Any) -> JobUpdate:
+    """A ``job_update``; fields given as None are left out (unset, not null)."""
+    if previous is not None:
+        fields["previous_status"] = previous
+    return protocol.make(
+        JobUpdate, job_id=job_id, status=status, **{k: v for k, v in fields.items() if v is not None}
+    )
+
+
+class JobManager:
+    def __init__(self, hub: HubCore) -> None:
+        self.hub = hub
+
+    async def status(self, job_id: str) -> dict[str, str] | None:
+        """The job's hash with its live queue position (``__position``); None if unknown."""
+        return await self.hub.store.status(job_id)
+
+    # submit -----------------------------------------------------------------------------------
+    async def submit(self, session: Session, msg: SubmitJob, customer_id: str | None) -> JobAccepted:
+        """Queue a job (``store.QueueFull`` when the queue bound is reached); its ``job_accepted``."""
+        hub = self.hub
+        requirements = protocol.to_dict(msg.requirements) if msg.requirements is not None else None
+        job_class = JobClass.of(msg.job_type, requirements)
+        job_id = f"job-{uuid.uuid4().hex}"
+        priority = msg.priority if msg.priority is not None else 50
+        # the model fills the schema's default when absent: the hub's configured default wins then
+        sent = "max_retries" in msg.model_fields_set and msg.max_retries is not None
+        max_retries = msg.max_retries if sent else hub.config.default_max_retries
+        idempotency = None
+        if msg.idempotency_key is not None:  # D18: once per key and client identity
+            scope = f"{session.identity}\0{customer_id or ''}\0{msg.idempotency_key}"
+            idempotency = (scope, int(hub.config.idempotency_ttl_s * 1000))
+        try:
+            position = await hub.store.submit(
+                job_id,
+                job_class,
+                priority,
+                {
+                    "id": job_id,
+                    "job_type": msg.job_type,
+                    "priority": priority,
+                    "payload": orjson.dumps(msg.payload),
+                    "requirements": orjson.dumps(requirements) if requirements is not None else None,
+                    "customer_id": customer_id,
+                    "client_id": session.identity,
+                    "origin": session.conn_id,
+                    "max_retries": max_retries,
+                    "retry_count": 0,
+                    "timeout_ms": int(msg.timeout_seconds * 1000) if msg.timeout_seconds else None,
+                    "metadata": orjson.dumps(msg.metadata) if msg.metadata is not None else None,
+                    "created_at": now_ms(),
+                },
+                idempotency,
+                hub.config.max_queued_jobs,
+            )
+        except AlreadySubmitted as first:  # a repeat: the first reply again, nothing queued
+            return protocol.make(
+                JobAccepted, job_id=first.job_id, status="queued", position=first.position, notified_workers=0
+            )
+        hub.subs.await_final(job_id, session.conn_id)
+        hub.metrics.job_submitted(msg.job_type)
+        notified = 0
+        if hub.workers.someone_can_run(job_class, customer_id):
+            notified = hub.fanout.job_claimable(job_id, job_class.id, customer_id, priority)
+        else:
+            hub.monitoring.alert(
+                "warning",
+                "no_capable_worker",
+                f"No connected worker can run job {job_id}",
+                {"job_id": job_id, "job_type": msg.job_type, "requirements": requirements or {}},
+                [
+                    "Start a worker with the required service, component and hardware",
+                    "Review the job's requirements",
+                ],
+                customer_id,
+            )
+        if hub.subs.notifications:
+            routing = Routing(
+                session.conn_id, session.identity, customer_id, msg.job_type, priority, job_class.id
+            )
+            queued = job_update(job_id, states.QUEUED, job_type=msg.job_type, priority=priority)
+            hub.fanout.publish(job_id, routing, queued, states.QUEUED, exclude=session.conn_id)
+        estimate = None
+        if hub.mean_processing_time is not None:
+            ahead = (position - 1) / max(1, len(hub.workers.local))
+            estimate = iso(now_ms() + ahead * hub.mean_processing_time * 1000)
+        return protocol.make(
+            JobAccepted,
+            job_id=job_id,
+            status="queued",
+            position=position,
+            notified_workers=notified,
+            estimated_start=estimate,
+        )
+
+    # a worker's steps ---------------------------------------------------------------------------
+    async def claim(
+        self, worker: LocalWorker, max_jobs: int, claim_timeout: int, preferred: list[str]
+    ) -> list[ClaimedJob]:
+        """Up to ``max_jobs`` jobs for the worker, within its free slots (D10)."""
+        hub = self.hub
+        hub.workers.claiming(worker)
+        want = min(max_jobs, worker.free)
+        if want <= 0:
+            return []
+        started = time.perf_counter()
+        claimed = await hub.store.claim(worker.worker_id, worker.capabilities, want, claim_timeout, preferred)
+        hub.metrics.claim_served(time.perf_counter() - started)
+        for job in claimed:
+            hub.workers.hold(worker.worker_id, job.job_id)
+            update = job_update(job.job_id, states.ASSIGNED, states.QUEUED, worker_id=worker.worker_id)
+            hub.fanout.publish(job.job_id, job.routing, update, states.ASSIGNED)
+        return claimed
+
+    async def accept(self, worker_id: str, job_id: str) -> None:
+        moved = await self._as_holder(worker_id, job_id, self.hub.store.accept(worker_id, job_id))
+        update = job_update(
+            job_id, states.ACCEPTED, moved.previous, worker_id=worker_id, message="Job accepted by worker"
+        )
+        self.hub.fanout.publish(job_id, moved.routing, update, states.ACCEPTED)
+
+    async def progress(self, worker_id: str, job_id: str, progress: float, fields: dict[str, Any]) -> None:
+        moved = await self._as_holder(
+            worker_id, job_id, self.hub.store.progress(worker_id, job_id, progress, fields)
+        )
+        update = job_update(
+            job_id, states.IN_PROGRESS, moved.previous, worker_id=worker_id, progress=progress, **fields
+        )
+        self.hub.fanout.publish(job_id, moved.routing, update, states.IN_PROGRESS)
+
+    async def complete(
+        self, worker_id: str, job_id: str, result: dict[str, Any], processing_time: float | None
+    ) -> Completed:
+        hub = self.hub
+        store_call = hub.store.complete(worker_id, job_id, orjson.dumps(result), processing_time)
+        done: Completed = await self._as_holder(worker_id, job_id, store_call)
+        hub.metrics.job_completed(done.routing.job_type, done.processing_time)
+        hub.workers.release(worker_id, job_id)
+        message = protocol.make(
+            JobCompleted,
+            job_id=job_id,
+            status=states.COMPLETED,
+            worker_id=worker_id,
+            result=result,
+            priority=done.routing.priority,
+            processing_time=done.processing_time,
+            job_type=done.routing.job_type,
+        )
+        hub.fanout.publish(job_id, done.routing, message, states.COMPLETED)
+        return done
+
+    async def fail(
+        self, worker_id: str, job_id: str, error: str, retry: bool, details: dict[str, Any] | None
+    ) -> Failed:
+        hub, config = self.hub, self.hub.config
+        store_call = hub.store.fail(
+            worker_id,
+            job_id,
+            error,
+            retry,
+            int(config.retry_base_seconds * 1000),
+            int(config.retry_max_seconds * 1000),
+            orjson.dumps(details) if details is not None else None,
+        )
+        failed: Failed = await self._as_holder(worker_id, job_id, store_call)
+        hub.workers.release(worker_id, job_id)
+        hub.metrics.job_failed(failed.routing.job_type, failed.retry)
+        if failed.retry:  # queued again once the delay has passed (the sweep then says claimable)
+            update = job_update(
+                job_id,
+                states.QUEUED,
+                failed.previous,
+                worker_id=worker_id,
+                retry_count=failed.retry_count,
+                error=error,
+                message=f"retry {failed.retry_count} scheduled in {failed.delay_ms / 1000:g}s",
+            )
+        else:
+            update = job_update(
+                job_id,
+                states.FAILED,
+                failed.previous,
+                worker_id=worker_id,
+                retry_count=failed.retry_count,
+                error=error,
+            )
+        hub.fanout.publish(job_id, failed.routing, update, update.status.value)
+        return failed
+
+    async def _as_holder(self, worker_id: str, job_id: str, store_call: Any) -> Any:
+        """Run a worker's step; when Redis says it does not hold the job (any more), neither does
+        its slot here (e.g. a complete_job retried after a reply lost in a Redis restart)."""
+        try:
+            return await store_call
+        except StoreError as refused:
+            if not (refused.code == "INVALID_STATE" and refused.status in states.HELD):
+                self.hub.workers.release(worker_id, job_id)
+            raise
+
+    # cancel -------------------------------------------------------------------------------------
+    async def cancel(self, job_id: str, reason: str, by: str | None = None) -> JobCancelled:
+        """Cancel wherever the job is; the worker holding it is told to stop (D13)."""
+        hub = self.hub
+        cancelled = await hub.store.cancel(job_id, reason)
+        fields = {"job_id": job_id, "status": states.CANCELLED, "cancelled_at": now_ms(), "reason": reason}
+        message = protocol.make(JobCancelled, **fields)
+        if cancelled.holder:
+            stop = protocol.make(JobCancelled, **fields, worker_id=cancelled.holder)
+            hub.fanout.to_worker(cancelled.holder, stop, release=job_id)
+        hub.fanout.publish(job_id, cancelled.routing, message, states.CANCELLED, exclude=by)
+        return message
+
+    # transitions without a message: timers, workers leaving ------------------------------------
+    def on_timer(self, event: JobEvent) -> None:
+        """A Redis timer fired (``store.sweep``)."""
+        if event.event == "retry_ready":
+            self.claimable(event.job_id, event.routing)
+            return
+        if event.event == "claim_expired":
+            update = job_update(
+                event.job_id,
+                states.QUEUED,
+                event.previous,
+                worker_id=event.worker_id,
+                message="claim timed out: job returned to the queue",
+            )
+        else:  # time_limit
+            update = job_update(
+                event.job_id,
+                states.TIMEOUT,
+                event.previous,
+                worker_id=event.worker_id,
+                error="job exceeded its time limit",
+            )
+        self.hub.fanout.to_worker(event.worker_id, update, release=event.job_id)
+        self.hub.fanout.publish(event.job_id, event.routing, update, update.status.value)
+        if update.status.value == states.QUEUED:
+            self.claimable(event.job_id, event.routing)
+
+    async def release_worker(self, worker_id: str, lost: bool) -> list[JobEvent]:
+        """Hand back every job a worker holds: it disconnected (no retry counted) or is lost (a
+        retry each; a job out of retries fails)."""
+        hub = self.hub
+        events = await hub.store.release_worker(worker_id, count_retry=lost)
+        for event in events:
+            status = states.QUEUED if event.event == "release" else states.FAILED
+            if not lost:
+                text, error = "worker disconnected: job returned to the queue", None
+            elif status == states.QUEUED:
+                text, error = f"worker {worker_id} lost: job returned to the queue", None
+            else:
+                text, error = f"worker {worker_id} lost and no retries left", "worker lost"
+            update = job_update(event.job_id, status, event.previous, message=text, error=error)
+            hub.fanout.publish(event.job_id, event.routing, update, status)
+            if lost:
+                hub.metrics.job_failed(event.routing.job_type, retry=status == states.QUEUED)
+                if hub.workers.get(worker_id) is None:  # connected to another hub: it frees the slot
+                    hub.fanout.to_worker(worker_id, update, release=event.job_id)
+            if status == states.QUEUED:
+                self.claimable(event.job_id, event.routing)
+        return events
+
+    def claimable(self, job_id: str, routing: Routing) -> None:
+        """A job became claimable again: idle workers (of every hub) hear of it as of a new job."""
+        self.hub.fanout.job_claimable(job_id, routing.class_id, routing.customer_id, routing.priority)
+
+    # final messages -------------------------------------------------------------------------------
+    def assignment(
+        self, job: ClaimedJob, worker_id: str, claim_timeout: int, request_id: str | None
+    ) -> bytes:
+        """A claimed job's ``job_assigned``, its payload sent on as stored (not parsed again)."""
+        routing = job.routing
+        message = protocol.make(
+            JobAssigned,
+            job_id=job.job_id,
+            worker_id=worker_id,
+            job_type=routing.job_type,
+            priority=routing.priority,
+            payload={},
+            claim_timeout=claim_timeout,
+            retry_count=job.retry_count,
+            max_retries=job.max_retries,
+            **({"customer_id": routing.customer_id} if routing.customer_id is not None else {}),
+            **({"request_id": request_id} if request_id else {}),
+        )
+        fields = protocol.to_dict(message)
+        fields["payload"] = orjson.Fragment(job.payload)
+        if job.requirements is not None:
+            fields["requirements"] = orjson.Fragment(job.requirements)
+        return orjson.dumps(fields)
+
+    def final_message(self, job_id: str, job: dict[str, Any]) -> BaseModel | None:
+        """A final job's last message (job_completed, job_cancelled or job_update), from its hash."""
+        status = job["status"]
+        worker = {"worker_id": job["worker_id"]} if job.get("worker_id") else {}
+        if status == states.COMPLETED:
+            return protocol.make(
+                JobCompleted,
+                job_id=job_id,
+                status=status,
+                result=orjson.loads(job["result"]),
+                priority=int(job["priority"]),
+                processing_time=float(job.get("processing_time") or 0),
+                job_type=job["job_type"],
+                **worker,
+            )
+        if status == states.CANCELLED:
+            cancelled_at = int(job.get("cancelled_at") or job["completed_at"])
+            return protocol.make(JobCancelled, job_id=job_id, status=status, cancelled_at=cancelled_at)
+        if status in states.FINAL:
+            return job_update(job_id, status, error=job.get("error") or None, **worker)
+        return None
+
+    async def resync_finals(self, reason: str) -> int:
+        """Deliver the final message of every job that local connections still wait on and that
+        ended meanwhile, read from Redis. Job events cross hubs over pub/sub after the transition:
+        a hub that died in between, or a bus subscription lost in a Redis restart, loses them."""
+        hub = self.hub
+        job_ids = list(hub.subs.awaiting)
+        sent = 0
+        for start in range(0, len(job_ids), 500):
+            chunk = job_ids[start : start + 500]
+            jobs = await asyncio.gather(*(hub.store.status(j) for j in chunk), return_exceptions=True)
+            for job_id, job in zip(chunk, jobs, strict=True):
+                if isinstance(job, BaseException) or job is None or job["status"] not in states.FINAL:
+                    continue
+                message = self.final_message(job_id, job)
+                owed = hub.subs.not_yet_final(job_id, hub.subs.awaiting.get(job_id, ()))
+                owed &= hub.sessions.keys()
+                if message is not None:
+                    for conn_id in owed:
+                        hub.fanout.send(conn_id, message)
+                    sent += len(owed)
+                    hub.subs.final_sent(job_id, owed)
+                hub.subs.job_ended(job_id)
+        if sent:
+            log.info("%s: %d final job message(s) re-read from Redis and delivered", reason, sent)
+        return sent

@@ -1,0 +1,78 @@
+"""The job state machine (spec D9), as one table.
+
+Every job transition the hub makes is a row of ``TRANSITIONS``: the event, the states it may
+start from, the state it leads to. Everything else reads this table: the Lua scripts (their
+"may this step start from here?" sets are rendered from it into the shared prelude, see
+``lua_prelude``), the job manager (``hub/jobs.py``), stats and metrics (``STATUSES``), and
+``tests/hub/test_lifecycle.py`` (against ``schemas/defs/job_status.json``).
+
+    queued ──claim──▶ assigned ──accept──▶ accepted ──progress──▶ in_progress
+      ▲                  │  ▲                  │                       │
+      │   claim_expired ─┘  └─ (progress, complete, fail, cancel, release: from any held state)
+      └── retry / requeue / release ◀──────────┴───────────────────────┘
+    held ──complete──▶ completed      held ──fail──▶ failed      running ──time limit──▶ timeout
+    queued | held ──cancel──▶ cancelled
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from empq.generated.defs.job_status import JobStatus
+
+STATUSES: tuple[str, ...] = tuple(status.value for status in JobStatus)  # the schema's order
+
+QUEUED, ASSIGNED, ACCEPTED, IN_PROGRESS = "queued", "assigned", "accepted", "in_progress"
+COMPLETED, FAILED, CANCELLED, TIMEOUT = "completed", "failed", "cancelled", "timeout"
+
+HELD = frozenset({ASSIGNED, ACCEPTED, IN_PROGRESS})  # a worker holds the job
+RUNNING = frozenset({ACCEPTED, IN_PROGRESS})  # its time limit runs
+FINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT})  # nothing happens to it any more
+ACTIVE = HELD  # counted as "active jobs" in system_status
+
+
+@dataclass(frozen=True)
+class Transition:
+    event: str
+    sources: frozenset[str]
+    target: str
+    by: str  # who causes it
+
+    def allowed_from(self, status: str) -> bool:
+        return status in self.sources
+
+
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition("submit", frozenset(), QUEUED, "client submit_job"),
+    Transition("claim", frozenset({QUEUED}), ASSIGNED, "worker claim_job"),
+    Transition("accept", frozenset({ASSIGNED}), ACCEPTED, "worker job_accepted_by_worker"),
+    Transition("progress", HELD, IN_PROGRESS, "worker update_job_progress"),
+    Transition("complete", HELD, COMPLETED, "worker complete_job"),
+    Transition("retry", HELD, QUEUED, "worker fail_job with retries left (queued after a delay)"),
+    Transition("fail", HELD, FAILED, "worker fail_job without retries left"),
+    Transition("cancel", frozenset({QUEUED}) | HELD, CANCELLED, "client or monitor cancel_job"),
+    Transition("claim_expired", frozenset({ASSIGNED}), QUEUED, "timer: not accepted within claim_timeout"),
+    Transition("time_limit", RUNNING, TIMEOUT, "timer: running past timeout_seconds"),
+    Transition("release", HELD, QUEUED, "worker disconnect, or lost with retries left"),
+    Transition("lost", HELD, FAILED, "worker lost without retries left"),
+)
+
+BY_EVENT: dict[str, Transition] = {t.event: t for t in TRANSITIONS}
+
+
+def sources(event: str) -> frozenset[str]:
+    """The states ``event`` may start from."""
+    return BY_EVENT[event].sources
+
+
+def lua_prelude() -> str:
+    """The table above as Lua, prepended to every script: ``may(event, status)`` is true when
+    ``event`` may start from ``status``; ``TO[event]`` is the state it leads to. (One flat table:
+    scripts run it on every call, so it stays small.)"""
+    pairs = ", ".join(f"['{t.event}:{s}']=true" for t in TRANSITIONS for s in sorted(t.sources))
+    targets = ", ".join(f"{t.event}='{t.target}'" for t in TRANSITIONS)
+    return (
+        f"local MAY = {{{pairs}}}\n"
+        f"local TO = {{{targets}}}\n"
+        "local function may(event, status) return MAY[event .. ':' .. (status or '')] == true end\n"
+    )

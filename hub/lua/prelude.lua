@@ -1,0 +1,39 @@
+-- Shared by every script (hub/redis_batch.py prepends it, after the MAY/TO tables that
+-- hub/lifecycle.py renders: may(event, status) is true when the event may start from status;
+-- TO[event] is the state it leads to).
+
+-- Who hears about a job, in hub/store.py Routing's order.
+local ROUTING_FIELDS = {'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class'}
+
+local function routing(job)
+  local r = redis.call('HMGET', job, unpack(ROUTING_FIELDS))
+  for k = 1, #ROUTING_FIELDS do r[k] = r[k] or '' end
+  return r
+end
+
+-- Append the values of a list to another.
+local function extend(out, values)
+  for _, v in ipairs(values) do table.insert(out, v) end
+  return out
+end
+
+-- The reply of a job transition: {'OK', previous status, routing..., extras...}.
+local function moved(job, previous, extras)
+  return extend(extend({'OK', previous}, routing(job)), extras or {})
+end
+
+-- The worker holds the job and its state allows the event: returns its status, or nil and the
+-- refusal {'ERR', code, status} (a late message from a worker that lost the job changes nothing).
+local function held(job, worker, event)
+  local s = redis.call('HMGET', job, 'status', 'worker_id')
+  if not s[1] then return nil, {'ERR', 'JOB_NOT_FOUND', ''} end
+  if s[2] ~= worker then return nil, {'ERR', 'NOT_JOB_HOLDER', s[1]} end
+  if not may(event, s[1]) then return nil, {'ERR', 'INVALID_STATE', s[1]} end
+  return s[1]
+end
+
+-- One job moves between states: the counts by status follow.
+local function count(counts, from, to)
+  if from then redis.call('HINCRBY', counts, from, -1) end
+  redis.call('HINCRBY', counts, to, 1)
+end
