@@ -47,3 +47,4 @@ export {
   RequestTimeout,
 } from "./errors.js";
 export type { SocketOptions, WebSocketConstructor, WebSocketLike } from "./transport.js";
+export { ChunkError, Reassembler, splitIntoChunks, type Assembled } from "./chunks.js";

@@ -261,12 +261,16 @@ export interface Proxy {
   cut(): void;
   /** On the next bytes from the hub: drop them and cut (a reply lost with its connection). */
   loseNextReply(): void;
+  /** Refuse connections (accept and close at once) until `resume`. */
+  pause(): void;
+  resume(): void;
   close(): Promise<void>;
 }
 
 export async function startProxy(hubPort: number): Promise<Proxy> {
   const pairs = new Set<[net.Socket, net.Socket]>();
   let armed = false;
+  let paused = false;
   const proxy: Proxy = {
     url: "",
     connections: 0,
@@ -280,6 +284,12 @@ export async function startProxy(hubPort: number): Promise<Proxy> {
     loseNextReply() {
       armed = true;
     },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      paused = false;
+    },
     close: () =>
       new Promise((resolve) => {
         proxy.cut();
@@ -287,6 +297,10 @@ export async function startProxy(hubPort: number): Promise<Proxy> {
       }),
   };
   const server = net.createServer((client) => {
+    if (paused) {
+      client.destroy();
+      return;
+    }
     proxy.connections += 1;
     const upstream = net.connect(hubPort, "127.0.0.1");
     const pair: [net.Socket, net.Socket] = [client, upstream];
