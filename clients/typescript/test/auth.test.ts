@@ -12,7 +12,7 @@ describe("auth tokens", () => {
   const log = new FrameLog("hub_to_client", "client_to_hub");
 
   before(async () => {
-    hub = await startHub({ EMPQ_CLIENT_TOKENS: "client-secret", EMPQ_WORKER_TOKENS: "worker-secret" });
+    hub = await startHub({ env: { EMPQ_CLIENT_TOKENS: "client-secret", EMPQ_WORKER_TOKENS: "worker-secret" } });
   });
 
   after(async () => {

@@ -20,7 +20,7 @@ describe("chunked messages through a real hub", () => {
   let worker: EmpWorker;
 
   before(async () => {
-    hub = await startHub({ EMPQ_CHUNK_THRESHOLD: String(THRESHOLD) });
+    hub = await startHub({ env: { EMPQ_CHUNK_THRESHOLD: String(THRESHOLD) } });
     client = new EmpQueueClient({ url: hub.url, chunkThreshold: THRESHOLD, WebSocket: validatingWebSocket(clientLog) });
     worker = new EmpWorker({
       url: hub.url,

@@ -5,12 +5,17 @@
  * - a job subscription is renewed after a reconnect, and a job that ended while the client was
  *   away is reported on re-subscription (D14);
  * - a worker that loses its connection mid-job reconnects with the same worker_id, keeps the job
- *   (resumed_jobs, D16) and reports the result it could not send while away.
+ *   (resumed_jobs, D16) and reports the result it could not send while away;
+ * - a client outlives a hub restart: `server_disconnect` (D17), reconnect to the new hub process,
+ *   subscriptions renewed, the job it waits on finishes.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { EmpQueueClient, EmpWorker, type Job } from "@empq/client";
-import { FrameLog, startHub, startProxy, until, validatingWebSocket, type Hub, type Proxy } from "./support.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { FrameLog, freePort, startHub, startProxy, until, validatingWebSocket, type Hub, type Proxy } from "./support.js";
 
 describe("reconnecting", () => {
   let hub: Hub;
@@ -122,6 +127,41 @@ describe("reconnecting", () => {
     assert.deepEqual(reconnected[1].resumed_jobs, [jobId]);
     await until(() => worker.counts.completed === 1, "the worker to count the job completed");
     assert.equal(worker.counts.lost, 0);
+  });
+
+  it("outlives a hub restart: server_disconnect, reconnect, renewed subscription (D17)", async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), "empq-ts-restart-"));
+    const port = await freePort();
+    let restarted: Hub | undefined = await startHub({ port, dataDir });
+    try {
+      const c = client(restarted.url);
+      await c.connect();
+      const jobId = await c.submitJob({ job_type: "after-restart", payload: {}, requirements: { service_type: "svc-c" } });
+      const events: string[] = [];
+      await c.watchJob(jobId, (e) => events.push(e.type === "job_update" ? e.status : e.type));
+      const result = c.waitForJob(jobId, { timeoutMs: 60_000 });
+
+      await restarted.stop();
+      await until(() => !c.connected, "the client to notice the hub is gone");
+      const goodbye = clientLog.received.filter((f) => f.type === "server_disconnect").at(-1);
+      assert.ok(goodbye, "no server_disconnect");
+      assert.equal(typeof goodbye.reconnect_after, "number");
+      restarted = await startHub({ port, dataDir });
+      await until(() => c.connected, "the client to reconnect to the new hub process");
+
+      const worker = new EmpWorker({ url: restarted.url, services: ["svc-c"], claimIntervalMs: 200 });
+      peers.push(worker);
+      worker.handle("after-restart", () => ({ survived: true }));
+      await worker.start();
+      assert.deepEqual(await result, { success: true, survived: true });
+      await until(() => events.includes("job_completed"), "job_completed on the renewed subscription");
+      assert.ok(c.reconnects >= 1);
+      await c.close();
+      await worker.stop();
+    } finally {
+      await restarted?.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it("received and sent only frames that validate against schemas/", () => {

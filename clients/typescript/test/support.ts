@@ -78,12 +78,21 @@ export interface Hub {
   stop(): Promise<void>;
 }
 
-/** Start `empq hub` with its own embedded Redis in a temporary data dir. */
-export async function startHub(env: Record<string, string> = {}): Promise<Hub> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), "empq-ts-hub-"));
+export interface HubOptions {
+  /** EMPQ_* settings. */
+  env?: Record<string, string>;
+  /** Default: any free port. */
+  port?: number;
+  /** The embedded Redis's data dir, kept after `stop` (default: a temporary one, removed). */
+  dataDir?: string;
+}
+
+/** Start `empq hub` with its own embedded Redis (in a temporary data dir unless given). */
+export async function startHub({ env = {}, port: wanted = 0, dataDir: given }: HubOptions = {}): Promise<Hub> {
+  const dataDir = given ?? mkdtempSync(path.join(os.tmpdir(), "empq-ts-hub-"));
   const child = spawn(
     empqCommand(),
-    ["hub", "--host", "127.0.0.1", "--ws-port", "0", "--http-port", "-1", "--data-dir", dataDir],
+    ["hub", "--host", "127.0.0.1", "--ws-port", String(wanted), "--http-port", "-1", "--data-dir", dataDir],
     { env: cleanEnv({ EMPQ_SWEEP_INTERVAL_MS: "20", EMPQ_RETRY_BASE_SECONDS: "0.05", EMPQ_RETRY_MAX_SECONDS: "0.2", ...env }), stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
@@ -91,7 +100,7 @@ export async function startHub(env: Record<string, string> = {}): Promise<Hub> {
   child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
   const stop = async (): Promise<void> => {
     await terminate(child);
-    rmSync(dataDir, { recursive: true, force: true });
+    if (!given) rmSync(dataDir, { recursive: true, force: true });
   };
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`empq hub did not start in time:\n${output}`)), HUB_START_MS);
@@ -327,6 +336,15 @@ export async function startProxy(hubPort: number): Promise<Proxy> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   proxy.url = `ws://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
   return proxy;
+}
+
+/** A port nothing listens on now (bound once to port 0). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** Poll `predicate` until true (bounded); throws with `what` after `ms`. */

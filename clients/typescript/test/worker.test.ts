@@ -19,7 +19,7 @@ describe("EmpWorker", () => {
   const aborted: Array<{ jobId: string; reason: unknown }> = [];
 
   before(async () => {
-    hub = await startHub({ EMPQ_HEARTBEAT_INTERVAL_MS: "200" });
+    hub = await startHub({ env: { EMPQ_HEARTBEAT_INTERVAL_MS: "200" } });
     worker = new EmpWorker({
       url: hub.url,
       services: ["comfyui"],
