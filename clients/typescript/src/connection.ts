@@ -103,7 +103,9 @@ class Link {
   closed = false;
   serverDisconnect: ServerDisconnect | undefined;
   readonly reassembler = new Reassembler();
-  inbox: Promise<void> = Promise.resolve();
+  inbox: Promise<void> = Promise.resolve(); // frames are handled in the order they came
+  outbox: Promise<void> = Promise.resolve(); // and sent in the order they were given
+  queued = 0; // sends waiting in the outbox
   private onClosed: Array<() => void> = [];
 
   constructor(readonly ws: WebSocketLike) {}
@@ -381,10 +383,19 @@ export abstract class HubConnection {
     else pending.resolve(outcome);
   }
 
-  /** Send one message on `link`: whole, or as chunks when over the threshold (D15). */
-  private async transmit(link: Link, msg: ToHub): Promise<void> {
+  /** Send one message on `link`: whole, or as chunks when over the threshold (D15). Messages
+   * leave in the order given: a small one waits behind a large one being split (hashing is
+   * asynchronous in browsers). */
+  private transmit(link: Link, msg: ToHub): Promise<void> {
     const text = JSON.stringify(msg);
-    if (text.length * 3 > this.chunkThreshold && utf8(text).length > this.chunkThreshold) {
+    const large = text.length * 3 > this.chunkThreshold && utf8(text).length > this.chunkThreshold;
+    if (!large && link.queued === 0) {
+      this.sendText(link, text);
+      return Promise.resolve();
+    }
+    link.queued += 1;
+    const sent = link.outbox.then(async () => {
+      if (!large) return this.sendText(link, text);
       const chunkId = `chunk-${randomHex(16)}`;
       const rid = msg.id;
       const frames = await splitIntoChunks(text, msg.type, chunkId, this.chunkThreshold / 2, rid ? (i) => `${rid}.${i}` : undefined);
@@ -392,9 +403,12 @@ export abstract class HubConnection {
         if (rid && frame.id) this.chunkAliases.set(frame.id, rid);
         this.sendText(link, JSON.stringify(frame));
       }
-      return;
-    }
-    this.sendText(link, text);
+    });
+    link.outbox = sent.then(
+      () => void (link.queued -= 1),
+      () => void (link.queued -= 1),
+    );
+    return sent;
   }
 
   private sendText(link: Link, text: string): void {
@@ -521,8 +535,9 @@ export abstract class HubConnection {
   private async supervise(first: Link): Promise<void> {
     let link = first;
     const stop = this.stopSupervisor.signal;
+    const stopped = new Promise((resolve) => stop.addEventListener("abort", resolve, { once: true }));
     for (;;) {
-      await Promise.race([link.whenClosed(), new Promise((resolve) => stop.addEventListener("abort", resolve, { once: true }))]);
+      await Promise.race([link.whenClosed(), stopped]);
       if (this.closing || !this.reconnect || stop.aborted) return;
       const sd = link.serverDisconnect;
       const hint = sd?.reconnect_after ? sd.reconnect_after - Date.now() : undefined;

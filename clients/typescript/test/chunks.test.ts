@@ -64,6 +64,17 @@ describe("chunked messages through a real hub", () => {
     assert.ok(Math.max(...workerLog.sentSizes) < THRESHOLD);
   });
 
+  it("keeps the order of messages: a small one sent after a large one arrives after it", async () => {
+    const job = { job_type: "order", requirements: { service_type: "nobody-runs-this" } };
+    const [large, small] = await Promise.all([
+      client.submit({ ...job, payload: { text: "x".repeat(4 * THRESHOLD) } }),
+      client.submit({ ...job, payload: {} }),
+    ]);
+    assert.deepEqual([large.position, small.position], [1, 2]); // FIFO within a priority (D7)
+    await client.cancelJob(large.job_id);
+    await client.cancelJob(small.job_id);
+  });
+
   it("received and sent only frames that validate against schemas/", () => {
     assert.deepEqual(clientLog.invalid, []);
     assert.deepEqual(workerLog.invalid, []);
