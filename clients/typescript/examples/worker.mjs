@@ -12,7 +12,7 @@ worker.handle("text_to_image", async (job, progress) => {
   for (let step = 1; step <= steps; step++) {
     if (job.signal.aborted) return; // cancelled: the outcome is ignored anyway
     await new Promise((resolve) => setTimeout(resolve, Number(job.payload.step_seconds ?? 0.2) * 1000));
-    await progress((100 * step) / steps, `step ${step}/${steps}`);
+    await progress(Math.round((10000 * step) / steps) / 100, `step ${step}/${steps}`);
   }
   return { output_files: [`https://example.invalid/${job.jobId}.png`], metadata: { prompt: job.payload.prompt } };
 });
