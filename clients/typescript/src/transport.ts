@@ -6,8 +6,8 @@
  */
 import { HubUnreachable } from "./errors.js";
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- the event types differ between the DOM
-   WebSocket and ws; `any` lets both (and subclasses) be passed as the WebSocket option */
+/* The event types differ between the DOM WebSocket and ws: `any` lets both (and subclasses) be
+   passed as the WebSocket option. */
 export interface WebSocketLike {
   readonly readyState: number;
   send(data: string): void;

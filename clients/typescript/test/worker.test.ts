@@ -91,6 +91,33 @@ describe("EmpWorker", () => {
     assert.ok(workerLog.sent.some((f) => f.type === "update_job_progress" && f.job_id === outcome.job_id && f.progress === 50));
   });
 
+  it("tells a monitor's notification subscription about the jobs its filters match", async () => {
+    const monitorLog = new FrameLog("hub_to_monitor", "client_to_hub");
+    const monitor = new EmpQueueClient({
+      url: hub.url,
+      clientType: "monitor",
+      permissions: ["view_all_jobs", "view_system_stats"],
+      WebSocket: validatingWebSocket(monitorLog),
+    });
+    await monitor.connect();
+    try {
+      const seen: Array<[string, string]> = [];
+      const confirmed = await monitor.subscribeToNotifications((e) => seen.push([e.type, e.job_id]), { job_types: ["caption"] });
+      assert.equal(confirmed.type, "job_notifications_subscribed");
+      const other = await client.submitJob({ job_type: "flaky", payload: {}, requirements: { service_type: "comfyui" } });
+      const jobId = await client.submitJob({ job_type: "caption", payload: { image: "dog.png" }, requirements: { service_type: "comfyui" } });
+      await client.waitForJob(other, { timeoutMs: 30_000 });
+      await client.waitForJob(jobId, { timeoutMs: 30_000 });
+      await until(() => seen.some(([type, id]) => type === "job_completed" && id === jobId), "the monitor to hear of the completion");
+      assert.ok(seen.every(([, id]) => id === jobId), "an event of a job the filter does not match");
+      assert.ok(monitorLog.types("received").includes("system_status"));
+      assert.deepEqual(monitorLog.invalid, []);
+      assert.ok((await monitor.ping()) >= 0);
+    } finally {
+      await monitor.close();
+    }
+  });
+
   it("retries a failed job, and fails for good with JobError({ retry: false })", async () => {
     const flaky = await client.submitJob({ job_type: "flaky", payload: {}, requirements: { service_type: "comfyui" } });
     assert.deepEqual(await client.waitForJob(flaky, { timeoutMs: 30_000 }), { success: true, attempt: 1 });
