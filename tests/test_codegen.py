@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import filecmp
+import hashlib
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -54,3 +58,46 @@ def test_union_discriminates_to_the_right_class():
 def test_every_message_class_is_named_after_its_schema_title(schema_set):
     for kind, schema in schema_set.messages.items():
         assert protocol.MESSAGE_CLASSES[kind].__name__ == schema["title"]
+
+
+# --- the TypeScript types of clients/typescript -----------------------------------------------------
+
+TS_PACKAGE = Path(__file__).resolve().parent.parent / "clients" / "typescript"
+TS_GENERATED = TS_PACKAGE / "src" / "generated" / "protocol.ts"
+
+
+def _ts_generator(cache_root: Path) -> Path:
+    """The package's generator script with its pinned dependencies (``npm ci`` from the committed
+    package-lock.json into a cache folder keyed by the lock file, once)."""
+    lock = (TS_PACKAGE / "package-lock.json").read_bytes()
+    home = cache_root / f"ts-codegen-{hashlib.sha256(lock).hexdigest()[:12]}"
+    script = home / "scripts" / "generate-types.mjs"
+    if not (home / "node_modules" / "json-schema-to-typescript" / "package.json").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(TS_PACKAGE / name, home / name)
+        subprocess.run(
+            [shutil.which("npm") or "npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+            cwd=home,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    script.parent.mkdir(exist_ok=True)
+    shutil.copyfile(TS_PACKAGE / "scripts" / "generate-types.mjs", script)
+    return script
+
+
+def test_typescript_types_match_schemas_byte_for_byte(repo, tmp_path):
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed to regenerate clients/typescript/src/generated/protocol.ts")
+    cache = Path(os.environ.get("TS_CODEGEN_CACHE") or Path.home() / ".cache" / "empq-ts-codegen")
+    script = _ts_generator(cache)
+    fresh = tmp_path / "protocol.ts"
+    node = shutil.which("node") or "node"
+    subprocess.run(
+        [node, str(script), "--schemas", str(repo / "schemas"), "--out", str(fresh)], check=True, timeout=120
+    )
+    assert fresh.read_bytes() == TS_GENERATED.read_bytes(), (
+        "clients/typescript/src/generated/protocol.ts drifted from schemas/: run `tox -e codegen`"
+    )
