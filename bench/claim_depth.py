@@ -290,7 +290,7 @@ class Bench:
     async def _replace(self, worker_id: str, job: ClaimedJob) -> None:
         await asyncio.gather(
             self.store.complete(worker_id, job.job_id, RESULT, 0.0),
-            self.submit(self.by_type[job.job_type]),
+            self.submit(self.by_type[job.routing.job_type]),
         )
 
     async def concurrent(self, count: int, deadline: float) -> bool:
