@@ -32,6 +32,9 @@ class Grant:
 class Authenticator:
     def __init__(self, tokens: dict[str, Grant]) -> None:
         self.tokens = tokens
+        # customers some token is bound to: only those tokens act for them (D19); any other
+        # customer id is a label an unbound client may use to group its own jobs
+        self.bound_customers = frozenset(g.customer_id for g in tokens.values() if g.customer_id)
 
     @property
     def open(self) -> bool:
@@ -61,6 +64,12 @@ class Authenticator:
                 token = entry["token"]
                 tokens[token] = Grant(entry["role"], entry.get("customer_id"), perms, _owner(token))
         return cls(tokens)
+
+    def may_name(self, grant: Grant, customer_id: str | None) -> bool:
+        """May a session of this grant act for ``customer_id`` (None: its own, if any)?"""
+        if customer_id is None or customer_id == grant.customer_id or self.open:
+            return True
+        return grant.customer_id is None and customer_id not in self.bound_customers
 
     def check(self, role: str, token: str | None) -> Grant | None:
         """The grant for ``token`` if it is one of ``role``'s; None = refused."""

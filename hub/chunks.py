@@ -16,6 +16,7 @@ MAX_STREAMS = 8  # per connection
 MAX_BYTES = 64 * 1024 * 1024  # per connection
 MAX_BYTES_ALL = 256 * 1024 * 1024  # all connections of this hub together (D19)
 STREAM_TTL_MS = 60_000
+PART_OVERHEAD = 256  # bytes counted per part on top of its data (an empty part is not free)
 
 
 @dataclass
@@ -79,7 +80,7 @@ class ChunkStreams:
             part = base64.b64decode(msg.data, validate=True)
         except ValueError:
             return Refused("bad_base64", "data is not valid base64")
-        stream.size += len(part)
+        stream.size += len(part) + PART_OVERHEAD
         if stream.size > MAX_BYTES or sum(s.size for s in streams.values()) > MAX_BYTES:
             return Refused("too_large", f"chunked data over {MAX_BYTES} bytes")
         if self.bytes_held() > MAX_BYTES_ALL:

@@ -42,11 +42,14 @@ class HubConfig:
     auth_file: str = ""  # JSON: {"tokens": [{"token", "role", "customer_id"?, "permissions"?}]}
     # resource bounds (spec D19)
     registration_timeout_ms: int = 10_000  # a connection that has not registered by then is closed
+    max_unregistered_frame: int = 128 * 1024  # frame size limit until a connection registers
+    max_unregistered_connections: int = 1000  # more connections not yet registered are refused (1013)
     max_outbound_buffer: int = 8 * 1024 * 1024  # bytes queued to a peer that does not read: then dropped
     max_worker_info_bytes: int = 64 * 1024  # capabilities, system_info, connector_status (each, as JSON)
     submit_rate: float = 0.0  # submissions per second per client identity and hub (0 = no limit)
     submit_burst: int = 0  # submissions allowed at once above the rate (0 = max(1, 2 x submit_rate))
     max_queued_jobs: int = 0  # submissions refused (RATE_LIMITED) while this many jobs wait (0 = no bound)
+    max_queued_per_customer: int = 0  # the same, per customer (0 = no bound)
     metrics_public: bool = False  # with tokens configured, /metrics needs an unbound monitor token unless set
     tls_cert: str = ""
     tls_key: str = ""

@@ -25,6 +25,7 @@ import time
 import uuid
 from typing import Protocol
 
+import orjson
 from empq.generated.messages.connection_established import ConnectionEstablished
 from empq.generated.messages.stats_update import StatsUpdate
 from empq.hub.access import SubmissionLimiter
@@ -69,6 +70,7 @@ class HubCore:
         self.hub_id = hub_id or config.hub_id or uuid.uuid4().hex[:8]
         self.started = now_ms()
         self.sessions: dict[str, Session] = {}
+        self.unregistered: set[str] = set()  # connections that have not registered yet
         self.auth = Authenticator.from_config(config)
         self.metrics = HubMetrics()  # /metrics: the job manager and the outbox report to it
         self.limiter = SubmissionLimiter(config.submit_rate, config.submit_burst)
@@ -80,6 +82,9 @@ class HubCore:
         self.monitoring = Monitoring(self)
         self.chunks = ChunkStreams()
         self.jobs = JobManager(self)
+        # connection ids are unique across restarts too: a job's origin in Redis must never name
+        # a connection of a later process (a fixed hub_id would otherwise reuse conn-<hub>-1)
+        self._incarnation = uuid.uuid4().hex[:6]
         self._conn_ids = itertools.count(1)
         self._next_registry = 0
         self._next_status = 0
@@ -87,12 +92,20 @@ class HubCore:
 
     # the transport's entry points ---------------------------------------------------------------
     def new_conn_id(self) -> str:
-        return f"conn-{self.hub_id}-{next(self._conn_ids)}"
+        return f"conn-{self.hub_id}-{self._incarnation}-{next(self._conn_ids)}"
+
+    def unregistered_conn(self, conn_id: str) -> bool:
+        return conn_id in self.unregistered
+
+    def full(self) -> bool:
+        """Too many connections have not registered yet: a new one is refused (D19)."""
+        return len(self.unregistered) >= self.config.max_unregistered_connections
 
     def connect(self, conn_id: str, token: str | None = None) -> None:
         """A connection opened (the outbox can already send to it): greet it. ``token``: what the
         peer presented on the handshake (Authorization header or ?token=)."""
         self.sessions[conn_id] = Session(conn_id, handshake_token=token, connected_at=now_ms())
+        self.unregistered.add(conn_id)
         self.fanout.send(
             conn_id,
             protocol.make(
@@ -114,8 +127,8 @@ class HubCore:
         """The synchronous half of ``receive``: a sign of life, parsing and the validity table; a
         refusal is answered here (None). ``dispatch`` does the rest."""
         session = self.sessions.get(conn_id)
-        if session is None:
-            return None
+        if session is None or session.said_goodbye:
+            return None  # gone, or closing (it said disconnect, or was closed): later frames are moot
         if session.worker_id is not None:
             self.workers.seen(session.worker_id)
         outcome = session.receive(frame)
@@ -139,19 +152,26 @@ class HubCore:
                 "NOT_JOB_HOLDER": f"worker {session.worker_id} does not hold job {job_id}",
                 "INVALID_STATE": f"job {job_id} is {exc.status}",
             }.get(exc.code, exc.code)
-            details = {"job_id": job_id, "status": exc.status} if exc.status else {"job_id": job_id}
+            # the state is told only to who may act on the job (not to a worker that does not hold it)
+            shown = exc.status and exc.code == "INVALID_STATE"
+            details = {"job_id": job_id, "status": exc.status} if shown else {"job_id": job_id}
             request.refuse(exc.code, text, details)
+        except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits in a payload or result
+            request.refuse("INVALID_PARAMETERS", f"cannot store this message: {exc}", {"field": "(message)"})
         except (RedisReplyError, OSError) as exc:
             log.warning("storage error on %s: %s", message.type, exc)
             request.refuse("SERVICE_UNAVAILABLE", "storage unavailable, retry")
         except Exception:
             log.exception("handler for %s failed", message.type)
             request.refuse("INTERNAL_ERROR", "internal error")
+        if session.role is not Role.NEW:
+            self.unregistered.discard(session.conn_id)
 
     async def disconnected(self, conn_id: str) -> None:
         """The connection is gone. A worker that left without ``disconnect`` keeps its jobs for
         the reconnect grace period (D16): its liveness deadline is set so the reaper takes it then."""
         session = self.sessions.pop(conn_id, None)
+        self.unregistered.discard(conn_id)
         self.subs.drop(conn_id)
         self.chunks.drop(conn_id)
         if session is None or not session.worker_id:
@@ -182,6 +202,7 @@ class HubCore:
                 await self._refresh_registry()
                 if self.config.job_retention_s > 0:
                     await self.store.forget_finished(int(self.config.job_retention_s * 1000))
+                await self.store.forget_idle_classes()
                 self.limiter.forget_full()
             if now >= self._next_status:
                 self._next_status = now + self.config.status_interval_ms
@@ -197,15 +218,20 @@ class HubCore:
         self._close_unregistered(now)
 
     async def _stats_round(self, now: int) -> None:
+        """stats_update to the subscriptions due; viewers who may see the same get one computation."""
+        computed: dict[tuple[object, ...], dict[str, object]] = {}
         for conn_id, sub in list(self.subs.stats.items()):
             session = self.sessions.get(conn_id)
             if now >= sub.next_at and session is not None:
                 sub.next_at = now + sub.interval_ms
-                try:
-                    stats = await self.monitoring.stats(sub.sections, session)
-                except (RedisReplyError, OSError):
-                    continue
-                self.fanout.send(conn_id, protocol.make(StatsUpdate, stats=stats, next_broadcast=sub.next_at))
+                key = (sub.sections, session.role, session.customer_id, session.permissions)
+                if key not in computed:
+                    try:
+                        computed[key] = await self.monitoring.stats(sub.sections, session)
+                    except (RedisReplyError, OSError):
+                        continue
+                update = protocol.make(StatsUpdate, stats=computed[key], next_broadcast=sub.next_at)
+                self.fanout.send(conn_id, update)
 
     def _close_unregistered(self, now: int) -> None:
         """D19: a connection that has not registered within ``registration_timeout_ms`` is told

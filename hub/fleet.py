@@ -32,6 +32,11 @@ class FleetStore:
     def worker_key(self, worker_id: str) -> str:
         return f"{self.p}:worker:{worker_id}"
 
+    async def may_register(self, worker_id: str, owner: str) -> bool:
+        """Is the id free, or this owner's? (``register_worker`` checks again as it writes.)"""
+        current = await self.batch.command("HGET", self.worker_key(worker_id), "owner")
+        return not current or current == owner
+
     async def register_worker(
         self, worker_id: str, owner: str, hub_id: str, capabilities: dict[str, Any]
     ) -> list[str] | None:

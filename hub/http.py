@@ -50,6 +50,7 @@ STATUS = {
     "JOB_NOT_FOUND": 404,
     "INVALID_STATE": 409,
     "SERVICE_UNAVAILABLE": 503,
+    "RATE_LIMITED": 429,
     "INTERNAL_ERROR": 500,
 }
 
@@ -68,13 +69,14 @@ LIST_FIELDS = (
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
 DEFAULT_CLIENT_ID = "http-api"
+MAX_SCANNED = 5000  # jobs of the index one GET /api/jobs looks at (a page may then be short)
 
 
 class ApiError(Exception):
@@ -313,8 +315,13 @@ class HttpApi:
         async with self.session(request, "job_client") as session:
             before = cursor
             batch = max(100, 2 * limit)
+            scanned = 0
             while len(jobs) < limit:
+                if scanned >= MAX_SCANNED:  # bounded work per request: the page ends here, go on from it
+                    next_cursor = str(before) if before is not None else None
+                    break
                 page = await self.core.store.list_jobs(before, batch, LIST_FIELDS)
+                scanned += len(page)
                 for seq, job_id, values in page:
                     before = seq
                     job = dict(zip(LIST_FIELDS, values, strict=True))
@@ -336,7 +343,12 @@ class HttpApi:
 
     async def dashboard(self, request: Request) -> Response:
         page = (resources.files("empq.hub") / "static" / "dashboard.html").read_text(encoding="utf-8")
-        return HTMLResponse(page, headers=PAGE_HEADERS)
+        # the page may open this hub's WebSocket and no other (it carries the monitor token)
+        ws = f"{'wss' if self.ws_tls else 'ws'}://{request.url.hostname}:{self.ws_port}"
+        policy = PAGE_HEADERS["Content-Security-Policy"].replace(
+            "connect-src 'self'", f"connect-src 'self' {ws}"
+        )
+        return HTMLResponse(page, headers={**PAGE_HEADERS, "Content-Security-Policy": policy})
 
     async def dashboard_config(self, request: Request) -> Response:
         return _json({"ws_port": self.ws_port, "ws_scheme": "wss" if self.ws_tls else "ws"})

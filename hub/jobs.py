@@ -41,8 +41,12 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def iso(ms: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+def iso(ms: float) -> str | None:
+    """RFC 3339 UTC; None for a time that is not one (out of range)."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def job_update(job_id: str, status: str, previous: str | None = None, **fields: Any) -> JobUpdate:
@@ -99,6 +103,8 @@ class JobManager:
                 },
                 idempotency,
                 hub.config.max_queued_jobs,
+                customer_id,
+                hub.config.max_queued_per_customer,
             )
         except AlreadySubmitted as first:  # a repeat: the first reply again, nothing queued
             return protocol.make(
@@ -121,7 +127,7 @@ class JobManager:
                 ],
                 customer_id,
             )
-        if hub.subs.notifications:
+        if hub.subs.notifications or hub.fanout.peer_hubs:  # subscribers here, or maybe on another hub
             routing = Routing(
                 session.conn_id, session.identity, customer_id, msg.job_type, priority, job_class.id
             )

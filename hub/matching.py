@@ -3,8 +3,9 @@
 A job's *class* is what workers match on: its job type and requirements (service type,
 component, hardware minima).  The queue is one Redis sorted set per class, so a claim looks at the
 head of each class the worker can run — a cost that grows with the number of classes, not with
-the number of queued jobs.  Customer restrictions (``allowed_customers``) are checked per job at
-claim time (inside the claim script), since customers are many and classes should stay few.
+the number of queued jobs.  Customer restrictions (``allowed_customers``): a job with a customer
+also waits in its class's queue for that customer, and a worker restricted to customers claims
+from those queues (``store.JobStore.claim``).
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 # priority bands for the queue-depth gauge (inclusive)
 BANDS: list[tuple[int, int]] = [(0, 24), (25, 49), (50, 74), (75, 100)]
+MAX_LABELS = 200  # distinct label values per metric (job types, message types, error codes)
+OTHER = "other"
 TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -32,6 +34,7 @@ def band_label(lo: int, hi: int) -> str:
 class HubMetrics:
     def __init__(self) -> None:
         self._children: dict[tuple[int, str], Any] = {}
+        self._labels: dict[int, set[str]] = {}
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.submitted = Counter(
             "empq_jobs_submitted", "Jobs submitted to this hub", ["job_type"], registry=r
@@ -75,10 +78,19 @@ class HubMetrics:
 
     # hooks the core calls ---------------------------------------------------------------
     def _child(self, metric: Any, label: str) -> Any:
-        """``metric.labels(label)``, kept: ``.labels()`` validates its arguments on every call."""
+        """``metric.labels(label)``, kept: ``.labels()`` validates its arguments on every call.
+        At most ``MAX_LABELS`` values per metric: later ones count as "other" (job types are
+        chosen by clients; a flood of one-off types must not grow /metrics without bound)."""
         key = (id(metric), label)
         child = self._children.get(key)
         if child is None:
+            seen = self._labels.setdefault(id(metric), set())
+            if len(seen) >= MAX_LABELS:
+                key, label = (id(metric), OTHER), OTHER
+                child = self._children.get(key)
+                if child is not None:
+                    return child
+            seen.add(label)
             child = self._children[key] = metric.labels(label)
         return child
 

@@ -33,6 +33,14 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def customer_workers_only(summary: dict[str, Any], customer_id: str) -> dict[str, Any] | None:
+    """D19: a viewer bound to a customer sees the workers bound to that customer (their
+    capabilities allow that customer only), not the fleet, and not the jobs they hold."""
+    if summary.get("capabilities", {}).get("allowed_customers") != [customer_id]:
+        return None
+    return {k: v for k, v in summary.items() if k != "current_jobs"}
+
+
 class Monitoring:
     def __init__(self, hub: HubCore) -> None:
         self.hub = hub
@@ -141,9 +149,9 @@ class Monitoring:
             out["workers"] = await self._worker_stats()
             if not viewer.permissions & SEES_WORKERS:
                 del out["workers"]["workers"]
-            elif viewer.customer_id is not None:
-                for summary in out["workers"]["workers"]:
-                    summary.pop("current_jobs", None)
+            elif viewer.customer_id is not None:  # its own workers only, without the jobs they hold
+                mine = [customer_workers_only(w, viewer.customer_id) for w in out["workers"]["workers"]]
+                out["workers"]["workers"] = [w for w in mine if w is not None]
         if "throughput" in wanted:
             out["throughput"] = {
                 **await hub.store.throughput(),

@@ -33,6 +33,7 @@ def _error_responses(*codes: int) -> dict[str, Any]:
         403: "Not allowed (PERMISSION_DENIED)",
         404: "No such job, or not visible to this token (JOB_NOT_FOUND)",
         409: "The job's state does not allow it (INVALID_STATE)",
+        429: "Over the submission rate, or the queue is full (RATE_LIMITED: details.reason)",
         422: "Invalid parameters (INVALID_PARAMETERS: details.field, details.provided_value)",
         503: "Storage unavailable (SERVICE_UNAVAILABLE)",
     }
@@ -100,7 +101,9 @@ def openapi_document() -> dict[str, Any]:
             "jobs": {"type": "array", "items": {"$ref": REF.format(model="JobSummary")}},
             "next_cursor": {
                 "anyOf": [{"type": "string"}, {"type": "null"}],
-                "description": "Pass as ?cursor= for the next (older) page; null at the end.",
+                "description": "Pass as ?cursor= for the next (older) page; null at the end. A page "
+                "may hold fewer jobs than asked (each request looks at 5,000 jobs at most): go on while "
+                "next_cursor is not null.",
             },
         },
     }
@@ -182,7 +185,7 @@ def openapi_document() -> dict[str, Any]:
                                 },
                             },
                         },
-                        **_error_responses(401, 403, 422, 503),
+                        **_error_responses(401, 403, 422, 429, 503),
                     },
                 },
                 "get": {

@@ -237,6 +237,9 @@ class HubServer:
     async def _handle(self, ws: ServerConnection) -> None:
         core = self.core
         assert core is not None
+        if core.full():  # D19: too many connections that have not registered yet
+            await ws.close(1013, "too many unregistered connections, try again later")
+            return
         conn_id = core.new_conn_id()
         self.outbox.attach(conn_id, ws)
         request = ws.request
@@ -247,6 +250,10 @@ class HubServer:
         try:
             while True:
                 frame = await ws.recv(decode=False)
+                if len(frame) > self.config.max_unregistered_frame and core.unregistered_conn(conn_id):
+                    # D19: an unknown peer's big frame is not even parsed, nor kept: closed at once
+                    await ws.close(1009, "frame too big before registration")
+                    break
                 admitted = core.admit(conn_id, frame)
                 if admitted is None:
                     continue

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
 import pydantic_core
 from empq.generated.defs.base import BaseMessage
 from empq.generated.messages.error import Error
 from empq.generated.messages.unknown import Unknown
+from empq.hub.auth import Grant
 from pydantic import ValidationError
 
 from empq import protocol
@@ -88,6 +90,7 @@ class Session:
     handshake_token: str | None = None  # presented on the WebSocket handshake (D4)
     connected_at: int = 0  # ms; unregistered past the registration timeout: closed (D19)
     owner: str = ""  # digest of the token it registered with ('' in open dev mode)
+    grant: Grant = field(default_factory=lambda: Grant("new"))  # what its token allows
     said_goodbye: bool = False  # sent disconnect (or was closed by the hub): no reconnect grace
 
     @property
@@ -98,6 +101,15 @@ class Session:
         return f"{self.owner}/{self.client_id}" if self.owner else (self.client_id or "")
 
     def receive(self, frame: bytes | str) -> Accepted | Refused:
+        if _maybe_not_json(frame):
+            return Refused(
+                error(
+                    "INVALID_PARAMETERS",
+                    "frame is not valid JSON here (no NaN, Infinity or integers beyond 64 bits)",
+                    None,
+                    {"field": "(frame)", "reason": "invalid_json"},
+                )
+            )
         try:
             message = protocol.parse_to_hub(frame)
         except ValidationError as exc:
@@ -171,6 +183,21 @@ class Session:
                 details,
             )
         )
+
+
+def _maybe_not_json(frame: bytes | str) -> bool:
+    """The parser takes NaN and Infinity as numbers; JSON has none (a worker's processing_time of
+    Infinity once broke a transition halfway). Only frames that spell them are parsed twice."""
+    if isinstance(frame, str):
+        if "NaN" not in frame and "Infinity" not in frame:
+            return False
+    elif b"NaN" not in frame and b"Infinity" not in frame:
+        return False
+    try:
+        orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return True
+    return False
 
 
 def error(

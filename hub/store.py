@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from empq.hub.matching import JobClass, can_run
 from empq.hub.redis_batch import RedisBatch
 
@@ -34,6 +33,7 @@ SCRIPTS = (
     "capabilities",
     "forget",
     "register_worker",
+    "gc_classes",
 )
 ROUTING_SIZE = 6  # fields of Routing, in every transition reply after the previous status
 
@@ -50,9 +50,10 @@ class AlreadySubmitted(Exception):
 class QueueFull(Exception):
     """The queue bound is reached (D19): nothing was queued."""
 
-    def __init__(self, queued: int) -> None:
+    def __init__(self, queued: int, per_customer: bool = False) -> None:
         super().__init__(queued)
         self.queued = queued
+        self.per_customer = per_customer  # the bound per customer, not the global one
 
 
 class StoreError(Exception):
@@ -168,6 +169,9 @@ class JobStore:
     def queue_key(self, class_id: str) -> str:
         return f"{self.p}:q:{class_id}"
 
+    def customer_queue_key(self, class_id: str, customer_id: str) -> str:
+        return f"{self.p}:q:{class_id}:c:{customer_id}"
+
     def worker_jobs_key(self, worker_id: str) -> str:
         return f"{self.p}:wjobs:{worker_id}"
 
@@ -183,11 +187,14 @@ class JobStore:
         fields: dict[str, Any],
         idempotency: tuple[str, int] | None = None,
         max_queued: int = 0,
+        customer_id: str | None = None,
+        max_queued_per_customer: int = 0,
     ) -> int:
         """Queue a job; returns its 1-based position. ``idempotency`` = (scoped key, ttl ms): when
         the key was used within the ttl nothing is queued and ``AlreadySubmitted`` names the first
         job and its position (D18). With ``max_queued`` > 0 and that many jobs queued already,
-        nothing is queued and ``QueueFull`` says so (D19)."""
+        nothing is queued and ``QueueFull`` says so (D19); the same for ``max_queued_per_customer``
+        jobs of ``customer_id``."""
         self.classes.setdefault(job_class.id, job_class)
         flat: list[Any] = []
         for name, value in fields.items():
@@ -210,10 +217,21 @@ class JobStore:
         r = await self.batch.script(
             "submit",
             keys,
-            [job_class.id, job_class.to_json(), priority, self.p, job_id, ttl_ms, max_queued, *flat],
+            [
+                job_class.id,
+                job_class.to_json(),
+                priority,
+                self.p,
+                job_id,
+                ttl_ms,
+                max_queued,
+                customer_id or "",
+                max_queued_per_customer,
+                *flat,
+            ],
         )
         if int(r[0]) < 0:
-            raise QueueFull(int(r[1]))
+            raise QueueFull(int(r[1]), per_customer=int(r[0]) == -2)
         if int(r[0]) == 0:
             raise AlreadySubmitted(r[3], int(r[1]))
         return int(r[1])
@@ -227,27 +245,28 @@ class JobStore:
         preferred_types: list[str] | None,
     ) -> list[ClaimedJob]:
         for attempt in range(2):
-            eligible = [c for c in self.classes.values() if can_run(capabilities, c)]
+            known = self.classes_version  # the classes the queues below are built from
             preferred = set(preferred_types or ())
+            queues: list[tuple[str, int]] = []  # (queue key, preferred flag)
             allowed = capabilities.get("allowed_customers")
+            for c in self.classes.values():
+                if can_run(capabilities, c):
+                    flag = 1 if c.job_type in preferred else 0
+                    if allowed is None:
+                        queues.append((self.queue_key(c.id), flag))
+                    else:  # a worker bound to customers takes from their queues of the class
+                        queues += [(self.customer_queue_key(c.id, customer), flag) for customer in allowed]
             k = self.key
             reply = await self.batch.script(
                 "claim",
                 [k("claims"), k("counts"), self.worker_jobs_key(worker_id), k("classes:version")]
-                + [self.queue_key(c.id) for c in eligible],
-                [
-                    worker_id,
-                    now_ms(),
-                    claim_timeout_ms,
-                    max_jobs,
-                    self.p,
-                    orjson.dumps(allowed).decode() if allowed is not None else "",
-                    *(1 if c.job_type in preferred else 0 for c in eligible),
-                ],
+                + [key for key, _ in queues],
+                [worker_id, now_ms(), claim_timeout_ms, max_jobs, self.p, *(flag for _, flag in queues)],
             )
             version, count = int(reply[0]), int(reply[1])
-            if version != self.classes_version:
-                await self.refresh_classes()
+            if version != known:  # compared with what the queues were built from, not the cache now
+                if version != self.classes_version:
+                    await self.refresh_classes()
                 if count == 0 and attempt == 0:
                     continue  # classes we did not know about may hold jobs for this worker
             size = 1 + ROUTING_SIZE + 4
@@ -302,7 +321,7 @@ class JobStore:
                 k("done"),
                 k("finished"),
             ],
-            [worker_id, now_ms(), job_id, result, "" if processing_time is None else processing_time],
+            [worker_id, now_ms(), job_id, result, "" if processing_time is None else processing_time, self.p],
         )
         previous, routing, (ptime,) = _moved(r)
         return Completed(previous, routing, float(ptime))
@@ -330,7 +349,7 @@ class JobStore:
                 k("failures"),
                 k("finished"),
             ],
-            [worker_id, now_ms(), job_id, error, 1 if retry else 0, base_ms, cap_ms, details or ""],
+            [worker_id, now_ms(), job_id, error, 1 if retry else 0, base_ms, cap_ms, details or "", self.p],
         )
         previous, routing, (outcome, delay_ms, retries) = _moved(r)
         return Failed(previous, routing, outcome == "retry", int(delay_ms), int(retries))
@@ -365,6 +384,17 @@ class JobStore:
             [now_ms(), self.p, limit],
         )
         return _events(r)
+
+    async def forget_idle_classes(self, limit: int = 1000) -> int:
+        """Job classes with no live job left leave the registry (claims stop looking at them)."""
+        k = self.key
+        return int(
+            await self.batch.script(
+                "gc_classes",
+                [k("classes"), k("class_live"), k("classes_idle"), k("classes:version")],
+                [self.p, limit],
+            )
+        )
 
     async def forget_finished(self, retention_ms: int, limit: int = 1000) -> int:
         """Retention: drop jobs final for longer than ``retention_ms`` (hash and listing entry)."""

@@ -54,6 +54,7 @@ class Subscriptions:
         self.notifications: dict[str, NotificationSub] = {}  # subscription id -> subscription
         self.stats: dict[str, StatsSub] = {}  # connection -> its stats subscription
         self.awaiting: dict[str, set[str]] = {}  # job id -> connections owed its final message
+        self.awaiting_of: dict[str, set[str]] = {}  # connection -> the job ids it awaits
         # job id -> connections that got its final message: an event and a re-read from Redis
         # racing each other (after a hub loss or a bus outage) deliver it once, not twice
         self.finals: OrderedDict[str, set[str]] = OrderedDict()
@@ -82,6 +83,7 @@ class Subscriptions:
 
     def await_final(self, job_id: str, conn_id: str) -> None:
         self.awaiting.setdefault(job_id, set()).add(conn_id)
+        self.awaiting_of.setdefault(conn_id, set()).add(job_id)
 
     def not_yet_final(self, job_id: str, conn_ids: Iterable[str]) -> set[str]:
         """Of these connections, those that have not had the job's final message yet."""
@@ -95,7 +97,12 @@ class Subscriptions:
 
     def job_ended(self, job_id: str) -> None:
         """A final job has no more events: nobody waits on it or stays subscribed to it."""
-        self.awaiting.pop(job_id, None)
+        for conn_id in self.awaiting.pop(job_id, ()):
+            mine = self.awaiting_of.get(conn_id)
+            if mine is not None:
+                mine.discard(job_id)
+                if not mine:
+                    del self.awaiting_of[conn_id]
         for conn_id in list(self.jobs.get(job_id, ())):
             self.remove_job(conn_id, job_id)
 
@@ -144,3 +151,9 @@ class Subscriptions:
             self.remove_job(conn_id, job_id)
         self.remove_notifications(conn_id)
         self.stats.pop(conn_id, None)
+        for job_id in self.awaiting_of.pop(conn_id, ()):
+            waiting = self.awaiting.get(job_id)
+            if waiting is not None:
+                waiting.discard(conn_id)
+                if not waiting:
+                    del self.awaiting[job_id]

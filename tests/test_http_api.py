@@ -176,9 +176,10 @@ async def test_auth_and_customer_isolation(redis_url, tmp_path):
             r = await api.post("/api/jobs", json={**body, "customer_id": "acme"}, headers=globex)
             assert r.status_code == 403
             assert (await api.get("/api/workers", headers=acme)).status_code == 403
-            # D14: worker details come with request_stats, which needs view_system_stats
-            assert (await api.get("/api/workers", headers={"Authorization": "Bearer mon"})).status_code == 403
-            assert (await api.get("/api/stats", headers={"Authorization": "Bearer mon"})).status_code == 403
+            # D14, D19: view_workers alone gives the workers section (the worker list), nothing else
+            assert (await api.get("/api/workers", headers={"Authorization": "Bearer mon"})).status_code == 200
+            only = (await api.get("/api/stats", headers={"Authorization": "Bearer mon"})).json()
+            assert list(only["stats"]) == ["workers"]
             assert (await api.get("/api/workers", headers={"Authorization": "Bearer ops"})).status_code == 200
             assert (await api.get("/api/stats", headers={"Authorization": "Bearer ops"})).status_code == 200
     finally:

@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from conftest import Peers
-from empq.conformance.peer import Peer
+from conftest import REPO, Peers
+from empq.conformance.peer import Peer, PeerError
 from empq.hub.server import HubServer
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
@@ -297,13 +297,13 @@ async def test_worker_lists_and_relays_follow_the_viewers_binding(tenant_hub):
     job = await submit(a)
     worker, _ = await register_worker(hub, "worker-a", "gpu-list")
     assert (await claim(worker))["job_id"] == job["job_id"]
-    # the operator sees the job each worker holds; B's monitor sees the fleet, not A's job ids
+    # the operator sees the job each worker holds; B's monitor does not see A's worker at all
     listed = await ops.request("request_stats", "stats_response", include_sections=["workers"])
     (row,) = [w for w in listed["stats"]["workers"]["workers"] if w["worker_id"] == "gpu-list"]
     assert row["current_jobs"] == [job["job_id"]]
     seen_by_b = await mon_b.request("request_stats", "stats_response", include_sections=["workers"])
-    (row,) = [w for w in seen_by_b["stats"]["workers"]["workers"] if w["worker_id"] == "gpu-list"]
-    assert "current_jobs" not in row and job["job_id"] not in orjson.dumps(seen_by_b).decode()
+    assert not [w for w in seen_by_b["stats"]["workers"]["workers"] if w["worker_id"] == "gpu-list"]
+    assert job["job_id"] not in orjson.dumps(seen_by_b).decode()
     # a worker's service_request reaches the operator, not B's monitor (the worker is A's), not a
     # monitor without view_workers / view_system_stats
     sent = await worker.request(
@@ -591,3 +591,237 @@ async def test_an_orphaned_embedded_redis_is_adopted_and_said_so(tmp_path, caplo
     finally:
         await server.stop()  # the last hub on the data dir stops the adopted server
     assert left.process is not None and left.process.wait(5) == 0
+
+
+# --- found by an independent attack battery (second round) ---------------------------------------
+
+
+async def test_an_unbound_client_token_cannot_name_a_customer(tenant_hub):
+    hub = await tenant_hub()
+    a = await client(hub, "client-a")
+    a_job = await submit(a)
+    peer = await hub.peers.raw("free")
+    named = await peer.request(
+        "register_client",
+        "client_registered",
+        client_type="job_client",
+        client_id="evil",
+        customer_id="A",
+        auth_token="client-free-1",
+    )
+    assert named["error_code"] == "PERMISSION_DENIED" and named["details"]["field"] == "customer_id"
+    free = await client(hub, "client-free-1")
+    tagged = await submit(free, customer_id="A")
+    assert tagged["error_code"] == "PERMISSION_DENIED", tagged
+    denied = await free.request("request_job_status", "response_job_status", job_id=a_job["job_id"])
+    assert denied["error_code"] == "JOB_NOT_FOUND"
+    labelled = await submit(free, customer_id="shop-42")  # a customer no token is bound to: a label
+    assert labelled["type"] == "job_accepted", labelled
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http.port}", timeout=10) as api:
+        body = {"job_type": "t", "payload": {}, "customer_id": "A"}
+        r = await api.post("/api/jobs", json=body, headers={"Authorization": "Bearer client-free-1"})
+        assert r.status_code == 403, r.text
+
+
+async def test_processing_time_and_non_json_numbers_cannot_poison_the_hub(start_hub):
+    hub = await start_hub()
+    c, worker = await hub.peers.client("c"), await hub.peers.worker("w")
+    for _ in range(2):
+        await submit(c)
+    job = (await claim(worker))["job_id"]
+    frame = {  # raw: the models refuse to build it
+        "type": "complete_job",
+        "id": "huge",
+        "timestamp": 1,
+        "job_id": job,
+        "worker_id": "w",
+        "result": {"success": True},
+        "processing_time": 1e300,
+    }
+    await worker.send_raw(frame)
+    refused = await worker.expect("error", request_id="huge")
+    assert refused["error_code"] == "INVALID_PARAMETERS" and refused["details"]["field"] == "processing_time"
+    await worker.send_raw(orjson.dumps(frame).replace(b"1e+300", b"Infinity").replace(b"huge", b"inf"))
+    refused = await worker.expect("error")
+    assert refused["error_code"] == "INVALID_PARAMETERS" and refused["details"]["reason"] == "invalid_json"
+    # the job is untouched and completes normally; submissions keep working with positions > 1
+    done = await worker.request(
+        "complete_job", "job_completed_ack", job_id=job, worker_id="w", result={"success": True}
+    )
+    assert done["type"] == "job_completed_ack", done
+    assert (await submit(c))["type"] == "job_accepted"
+    big = await c.request("submit_job", "job_accepted", job_type="t", payload={"n": 2**70})
+    assert big["error_code"] == "INVALID_PARAMETERS", big
+
+
+async def test_one_customers_flood_does_not_starve_another_customers_bound_worker(tenant_hub):
+    hub = await tenant_hub()
+    a, b = await client(hub, "client-a"), await client(hub, "client-b")
+    for _ in range(130):  # deeper than any bounded scan
+        assert (await submit(b, priority=100))["type"] == "job_accepted"
+    mine = await submit(a, priority=10)
+    worker, _ = await register_worker(hub, "worker-a", "wa-starved")
+    got = await claim(worker)
+    assert got["type"] == "job_assigned" and got["job_id"] == mine["job_id"], got
+
+
+async def test_the_queue_bound_per_customer(tenant_hub):
+    hub = await tenant_hub(max_queued_per_customer=2)
+    a, b = await client(hub, "client-a"), await client(hub, "client-b")
+    assert [(await submit(a))["type"] for _ in range(2)] == ["job_accepted"] * 2
+    full = await submit(a)
+    assert full["error_code"] == "RATE_LIMITED" and full["details"]["reason"] == "customer_queue_full"
+    assert (await submit(b))["type"] == "job_accepted"  # another customer is not held back
+    worker, _ = await register_worker(hub, "worker-a", "wa-drain")
+    assert (await claim(worker))["type"] == "job_assigned"
+    assert (await submit(a))["type"] == "job_accepted"
+
+
+async def test_unregistered_connections_send_small_frames_and_are_few(start_hub):
+    hub = await start_hub(max_unregistered_frame=4096, max_unregistered_connections=3)
+    stranger = await hub.peers.raw("stranger")
+    await stranger.send_raw({"type": "ping", "timestamp": 1, "pad": "x" * 5000})
+    assert await stranger.closed(timeout=3) == 1009
+    registered = await hub.peers.client("big-after-registering")
+    pong = await registered.request("ping", "pong", pad="y" * 50_000)  # the full limit once registered
+    assert pong["type"] == "pong"
+    idle = [await hub.peers.raw(f"idle-{i}") for i in range(3)]
+    with pytest.raises(PeerError, match="1013"):  # the fourth is refused before it is greeted
+        await hub.peers.raw("one-too-many")
+    await idle[0].close()
+    await asyncio.sleep(0.2)
+    assert (await hub.peers.raw("room-again")) is not None
+
+
+async def test_another_token_cannot_tell_a_worker_id_is_online(tenant_hub):
+    hub = await tenant_hub()
+    _, ok = await register_worker(hub, "worker-a", "gpu-online")
+    assert ok["type"] == "worker_registered"
+    _, refused = await register_worker(hub, "worker-b", "gpu-online")
+    assert refused["error_code"] == "PERMISSION_DENIED"  # not ALREADY_REGISTERED
+    _, same = await register_worker(hub, "worker-a", "gpu-online")
+    assert same["error_code"] == "ALREADY_REGISTERED"  # its own token learns it is connected
+
+
+async def test_the_dashboard_may_open_only_its_hubs_websocket(start_hub):
+    hub = await start_hub()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http.port}", timeout=10) as api:
+        csp = (await api.get("/")).headers["content-security-policy"]
+    connect = next(p for p in csp.split(";") if p.strip().startswith("connect-src")).split()[1:]
+    assert connect == ["'self'", f"ws://127.0.0.1:{hub.port}"], csp
+    script = (REPO / "hub" / "static" / "dashboard.js").read_text()
+    assert 'params.get("ws")' not in script
+
+
+async def test_job_classes_without_live_jobs_are_forgotten(start_hub):
+    hub = await start_hub()
+    c = await hub.peers.client("types")
+    jobs = [await submit(c, job_type=f"one-off-{i}") for i in range(30)]
+    for job in jobs:
+        await c.request("cancel_job", "job_cancelled", job_id=job["job_id"])
+    kept = await submit(c, job_type="kept")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(hub.core.store.classes) > 1:
+        await asyncio.sleep(0.2)
+        await hub.core.store.refresh_classes()
+    assert [cls.job_type for cls in hub.core.store.classes.values()] == ["kept"]
+    worker = await hub.peers.worker("after-gc", services=("comfyui",), max_concurrent_jobs=2)
+    assert (await claim(worker))["job_id"] == kept["job_id"]
+    again = await submit(c, job_type="one-off-3")  # a forgotten class comes back with its next job
+    assert (await claim(worker))["job_id"] == again["job_id"]
+
+
+async def test_connection_ids_differ_across_restarts_of_a_hub_with_a_fixed_id(start_hub):
+    first = await start_hub(hub_id="fixed")
+    old = {first.core.new_conn_id() for _ in range(3)}
+    second = await start_hub(hub_id="fixed", key_prefix=first.config.key_prefix)
+    assert not old & {second.core.new_conn_id() for _ in range(3)}
+
+
+async def test_a_bound_monitor_sees_its_customers_workers_only(tenant_hub):
+    hub = await tenant_hub()
+    await register_worker(hub, "worker-a", "gpu-of-a")
+    await register_worker(hub, "worker-b", "gpu-of-b")
+    await register_worker(hub, "worker-fleet", "gpu-of-fleet")
+    mon_b, _ = await monitor(hub, "mon-b")
+    listed = await mon_b.request("request_stats", "stats_response", include_sections=["workers"])
+    ids = [w["worker_id"] for w in listed["stats"]["workers"]["workers"]]
+    assert ids == ["gpu-of-b"], listed
+    assert listed["stats"]["workers"]["total"] == 3  # the counts are the fleet's
+    ops, _ = await monitor(hub, "ops")
+    everyone = await ops.request("request_stats", "stats_response", include_sections=["workers"])
+    assert len(everyone["stats"]["workers"]["workers"]) == 3
+
+
+async def test_ids_with_control_characters_are_refused(start_hub):
+    hub = await start_hub()
+    peer = await hub.peers.raw("forger")
+    await peer.send_raw(  # raw: the models refuse to build it
+        {
+            "type": "register_worker",
+            "id": "forged",
+            "timestamp": 1,
+            "worker_id": "ok\n2026-01-01 00:00:00,000 CRITICAL empq.hub: FAKE",
+            "capabilities": {"services": ["comfyui"]},
+        }
+    )
+    refused = await peer.expect("error", request_id="forged")
+    assert refused["error_code"] == "INVALID_PARAMETERS" and refused["details"]["field"] == "worker_id"
+
+
+async def test_frames_after_disconnect_are_ignored_and_a_worker_not_holding_a_job_learns_no_state(
+    start_hub,
+):
+    hub = await start_hub()
+    c, holder, other = await hub.peers.client("c"), await hub.peers.worker("h"), await hub.peers.worker("o")
+    job = (await submit(c))["job_id"]
+    assert (await claim(holder))["job_id"] == job
+    nosy = await other.request("job_accepted_by_worker", "ack", job_id=job, worker_id="o")
+    assert nosy["error_code"] == "NOT_JOB_HOLDER" and "status" not in nosy["details"], nosy
+    await holder.ws.send(orjson.dumps({"type": "disconnect", "timestamp": 1}).decode())
+    await holder.ws.send(orjson.dumps({"type": "claim_job", "timestamp": 1, "id": "late"}).decode())
+    assert await holder.closed(timeout=3) == 1000
+    assert not [f for f in holder.backlog if f.get("request_id") == "late"]
+
+
+async def test_a_connection_that_leaves_is_owed_nothing(start_hub):
+    hub = await start_hub()
+    c = await hub.peers.client("leaver")
+    job = (await submit(c))["job_id"]
+    assert hub.core.subs.awaiting.get(job)
+    await c.close()
+    await asyncio.sleep(0.2)
+    assert job not in hub.core.subs.awaiting and not hub.core.subs.awaiting_of
+
+
+async def test_listing_jobs_does_bounded_work_per_request(start_hub, monkeypatch):
+    import empq.hub.http as http
+
+    monkeypatch.setattr(http, "MAX_SCANNED", 150)
+    hub = await start_hub()
+    mine, theirs = await hub.peers.client("mine"), await hub.peers.client("theirs")
+    own = (await submit(mine))["job_id"]
+    for _ in range(300):
+        await submit(theirs)
+    headers = {"X-Client-Id": mine.registered["client_id"]}
+    seen, cursor, requests = [], None, 0
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http.port}", timeout=10) as api:
+        while requests < 10:
+            params = {"cursor": cursor} if cursor else {}
+            page = (await api.get("/api/jobs", params=params, headers=headers)).json()
+            requests += 1
+            seen += [j["job_id"] for j in page["jobs"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    assert seen == [own] and requests >= 2  # short pages, then the job, then the end
+
+
+async def test_a_monitor_with_view_workers_gets_the_workers_section(start_hub):
+    hub = await start_hub()
+    await hub.peers.worker("seen")
+    watcher = await hub.peers.monitor("watcher", permissions=("view_workers",))
+    listed = await watcher.request("request_stats", "stats_response")
+    assert list(listed["stats"]) == ["workers"] and listed["stats"]["workers"]["workers"]
+    refused = await watcher.request("request_stats", "stats_response", include_sections=["jobs"])
+    assert refused["error_code"] == "PERMISSION_DENIED"

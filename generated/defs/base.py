@@ -24,18 +24,33 @@ class BaseMessage(BaseModel):
     ]
     id: Annotated[
         StrictStr | None,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ] = None
     source: Annotated[
         StrictStr | None, Field(description='Message source identifier.')
     ] = None
     job_id: Annotated[
         StrictStr | None,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ] = None
     worker_id: Annotated[
         StrictStr | None,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ] = None
     request_id: Annotated[
         StrictStr | None,

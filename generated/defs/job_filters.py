@@ -24,7 +24,12 @@ class JobFilters(BaseModel):
     )
     customer_id: Annotated[
         StrictStr | None,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ] = None
     job_types: list[JobType] | None = None
     priority_min: Annotated[

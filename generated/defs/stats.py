@@ -69,7 +69,12 @@ class WorkerSummary(BaseModel):
     )
     worker_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     status: worker_status.WorkerState
     current_jobs: list[common.Id] | None = None

@@ -31,6 +31,7 @@ class Ack(BaseMessage):
             description='The id of the acknowledged message (may be generated when it had none).',
             max_length=256,
             min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
         ),
     ]
     original_type: Annotated[

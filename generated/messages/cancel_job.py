@@ -21,7 +21,12 @@ class CancelJob(BaseMessage):
     type: Annotated[Literal['cancel_job'], Field(description='Always "cancel_job".')]
     job_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     reason: Annotated[StrictStr | None, Field(description='Why.')] = None
     timestamp: Annotated[

@@ -23,17 +23,29 @@ class ChunkedMessage(BaseMessage):
     ]
     chunk_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     chunk_index: Annotated[StrictInt, Field(ge=0, le=9999)]
     total_chunks: Annotated[StrictInt, Field(ge=1, le=10000)]
     data: Annotated[StrictStr, Field(json_schema_extra={'contentEncoding': 'base64'})]
     data_hash: Annotated[
         StrictStr | None,
-        Field(description='sha256 hex digest of the complete data.', min_length=1),
+        Field(
+            description='sha256 hex digest of the complete data (64 hex characters; at most 128 characters are taken).',
+            max_length=128,
+            min_length=1,
+        ),
     ] = None
     original_type: Annotated[
-        StrictStr, Field(description='Type of the message being sent.', min_length=1)
+        StrictStr,
+        Field(
+            description='Type of the message being sent.', max_length=64, min_length=1
+        ),
     ]
     total_size: Annotated[StrictInt | None, Field(ge=0)] = None
     timestamp: Annotated[

@@ -24,7 +24,12 @@ class ChunkedMessageComplete(BaseMessage):
     ]
     chunk_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     total_size: Annotated[StrictInt, Field(ge=0)]
     assembled_message: Annotated[

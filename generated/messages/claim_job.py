@@ -41,7 +41,12 @@ class ClaimJob(BaseMessage):
     type: Annotated[Literal['claim_job'], Field(description='Always "claim_job".')]
     worker_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     max_jobs: Annotated[StrictInt | None, Field(ge=1, le=100)] = 1
     preferred_types: Annotated[

@@ -30,7 +30,12 @@ class ClientRegistered(BaseMessage):
     ]
     client_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     status: Literal['registered']
     assigned_connection_id: Annotated[
@@ -39,6 +44,7 @@ class ClientRegistered(BaseMessage):
             description="The hub's id for this connection.",
             max_length=256,
             min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
         ),
     ]
     client_type: ClientType | None = None
@@ -51,6 +57,7 @@ class ClientRegistered(BaseMessage):
             description='Customer the client is bound to, if any.',
             max_length=256,
             min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
         ),
     ] = None
     timestamp: Annotated[

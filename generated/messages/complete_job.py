@@ -24,14 +24,25 @@ class CompleteJob(BaseMessage):
     ]
     job_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     worker_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     processing_time: Annotated[
-        StrictFloat | None, Field(description='Seconds spent.', ge=0.0)
+        StrictFloat | None,
+        Field(description='Seconds spent (at most 30 days).', ge=0.0, le=2592000.0),
     ] = None
     result: job_result.JobResult
     timestamp: Annotated[

@@ -32,6 +32,7 @@ class ConnectionEstablished(BaseMessage):
             description="The hub's id for this connection (also returned as assigned_connection_id on registration).",
             max_length=256,
             min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
         ),
     ] = None
     max_message_size: Annotated[

@@ -46,7 +46,12 @@ class ConnectorWsStatus(BaseMessage):
     ]
     worker_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     connector_type: Annotated[StrictStr, Field(description='Connector.', min_length=1)]
     status: Status

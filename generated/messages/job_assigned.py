@@ -24,11 +24,21 @@ class JobAssigned(BaseMessage):
     ]
     job_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     worker_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     job_type: Annotated[StrictStr, Field(description='Job type.', min_length=1)]
     priority: Annotated[
@@ -41,7 +51,12 @@ class JobAssigned(BaseMessage):
     ]
     customer_id: Annotated[
         StrictStr | None,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ] = None
     retry_count: Annotated[StrictInt | None, Field(ge=0)] = None
     max_retries: Annotated[StrictInt | None, Field(ge=0)] = None

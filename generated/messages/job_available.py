@@ -32,7 +32,12 @@ class JobAvailable(BaseMessage):
     ]
     job_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     job_type: Annotated[StrictStr, Field(description='Job type.', min_length=1)]
     priority: Annotated[

@@ -25,7 +25,12 @@ class JobNotificationsSubscribed(BaseMessage):
     ]
     subscription_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     filters_applied: job_filters.JobFilters
     enabled: StrictBool | None = None

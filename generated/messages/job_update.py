@@ -22,7 +22,12 @@ class JobUpdate(BaseMessage):
     type: Annotated[Literal['job_update'], Field(description='Always "job_update".')]
     job_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     status: job_status.JobStatus
     previous_status: job_status.JobStatus | None = None
@@ -47,7 +52,12 @@ class JobUpdate(BaseMessage):
     ] = None
     customer_id: Annotated[
         StrictStr | None,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ] = None
     timestamp: Annotated[
         StrictInt, Field(description='Unix time in milliseconds.', ge=0)

@@ -60,6 +60,7 @@ class RegisterClient(BaseMessage):
             description="The client's own name for itself.",
             max_length=256,
             min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
         ),
     ]
     version: Annotated[
@@ -71,6 +72,7 @@ class RegisterClient(BaseMessage):
             description='For job clients: the customer whose jobs this connection submits and may see. Jobs submitted without customer_id get this one.',
             max_length=256,
             min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
         ),
     ] = None
     capabilities: Annotated[

@@ -28,6 +28,7 @@ class RegisterWorker(BaseMessage):
             description='Stable id of the worker (survives reconnects).',
             max_length=256,
             min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
         ),
     ]
     capabilities: worker_capabilities.WorkerCapabilities

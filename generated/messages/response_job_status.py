@@ -25,7 +25,12 @@ class ResponseJobStatus(BaseMessage):
     ]
     job_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     status: job_status.JobStatus
     progress: Annotated[
@@ -34,7 +39,10 @@ class ResponseJobStatus(BaseMessage):
     worker_id: Annotated[
         StrictStr | None,
         Field(
-            description='Worker holding the job, if any.', max_length=256, min_length=1
+            description='Worker holding the job, if any.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
         ),
     ] = None
     started_at: Annotated[
@@ -52,7 +60,12 @@ class ResponseJobStatus(BaseMessage):
     ] = None
     customer_id: Annotated[
         StrictStr | None,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ] = None
     position: Annotated[
         StrictInt | None, Field(description='Queue position while queued.', ge=1)

@@ -45,6 +45,7 @@ class SubmitJob(BaseMessage):
             description="Customer the job belongs to (defaults to the client's).",
             max_length=256,
             min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
         ),
     ] = None
     requirements: requirements_1.Requirements | None = None

@@ -31,6 +31,7 @@ class SubscribeJobNotifications(BaseMessage):
             description='With enabled false: the subscription to remove.',
             max_length=256,
             min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
         ),
     ] = None
     timestamp: Annotated[

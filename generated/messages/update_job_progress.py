@@ -42,11 +42,21 @@ class UpdateJobProgress(BaseMessage):
     ]
     job_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     worker_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     progress: Annotated[
         StrictFloat, Field(description='Percent done, 0-100.', ge=0.0, le=100.0)

@@ -27,7 +27,12 @@ class WorkerHeartbeat(BaseMessage):
     ]
     worker_id: Annotated[
         StrictStr,
-        Field(description='A non-empty identifier.', max_length=256, min_length=1),
+        Field(
+            description='A non-empty identifier, without control characters.',
+            max_length=256,
+            min_length=1,
+            pattern='^[^\\u0000-\\u001f\\u007f]+$',
+        ),
     ]
     status: worker_status.WorkerState | None = None
     load: Annotated[StrictFloat | None, Field(ge=0.0, le=1.0)] = None

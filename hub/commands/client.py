@@ -33,14 +33,19 @@ async def submit_job(req: Request[SubmitJob]) -> None:
         )
         return
     customer_id = msg.customer_id or session.customer_id
-    if session.customer_id is not None and customer_id != session.customer_id:
+    named_other = session.customer_id is not None and customer_id != session.customer_id
+    if named_other or not hub.auth.may_name(session.grant, customer_id):  # D19
+        whose = f"for customer {session.customer_id}" if session.customer_id else "for its own customers"
         req.refuse(
             "PERMISSION_DENIED",
-            f"this client submits for {session.customer_id}",
+            f"this client submits {whose}",
             {"field": "customer_id", "provided_value": msg.customer_id},
         )
         return
-    wait_ms = hub.limiter.wait_ms(customer_id or session.identity)
+    # a token's customer shares one bucket; otherwise the client identity (a label it names
+    # for its jobs does not give it another bucket)
+    bucket = session.grant.customer_id or session.identity
+    wait_ms = hub.limiter.wait_ms(bucket)
     if wait_ms:
         req.refuse(
             "RATE_LIMITED",
@@ -51,10 +56,18 @@ async def submit_job(req: Request[SubmitJob]) -> None:
     try:
         req.reply(await hub.jobs.submit(session, msg, customer_id))
     except QueueFull as full:
+        if full.per_customer:
+            limit, whose = hub.config.max_queued_per_customer, f"customer {customer_id}'s"
+        else:
+            limit, whose = hub.config.max_queued_jobs, "the"
         req.refuse(
             "RATE_LIMITED",
-            f"the queue is full ({full.queued} jobs waiting): retry later",
-            {"reason": "queue_full", "queued": full.queued, "limit": hub.config.max_queued_jobs},
+            f"{whose} queue is full ({full.queued} jobs waiting): retry later",
+            {
+                "reason": "customer_queue_full" if full.per_customer else "queue_full",
+                "queued": full.queued,
+                "limit": limit,
+            },
         )
 
 

@@ -31,8 +31,10 @@ async def disconnect(req: Request[Disconnect]) -> None:
     session.said_goodbye = True
     if session.role is Role.WORKER and session.worker_id:
         hub.workers.remove(session.worker_id)  # not offered its own jobs back
-        await hub.fleet.worker_gone(session.worker_id)
+        # its jobs first, then its registration: until the jobs are back in the queue, the id
+        # stays this token's (another token registering it meanwhile would resume them, D19)
         await hub.jobs.release_worker(session.worker_id, lost=False)
+        await hub.fleet.worker_gone(session.worker_id)
     if req.message.cleanup_subscriptions is not False:
         hub.subs.drop(session.conn_id)
     hub.outbox.close(session.conn_id, 1000, "disconnect")

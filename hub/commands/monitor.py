@@ -19,11 +19,16 @@ from empq.hub.workers import now_ms
 from empq import protocol
 
 
-def _refused(req: Request[Any]) -> bool:
-    if req.session.role is Role.MONITOR and not req.session.permissions & SEES_STATS:
-        req.refuse("PERMISSION_DENIED", "stats need view_system_stats")
-        return True
-    return False
+def _sections(req: Request[Any], asked: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The sections this session may have (None after refusing): job clients and monitors with
+    view_system_stats any; a monitor with only view_workers the workers section (D14, D19)."""
+    session = req.session
+    if session.role is not Role.MONITOR or session.permissions & SEES_STATS:
+        return asked or ALL_SECTIONS
+    if "view_workers" in session.permissions and set(asked or ("workers",)) == {"workers"}:
+        return ("workers",)
+    req.refuse("PERMISSION_DENIED", "stats need view_system_stats (view_workers: the workers section)")
+    return None
 
 
 async def subscribe_stats(req: Request[SubscribeStats]) -> None:
@@ -32,10 +37,10 @@ async def subscribe_stats(req: Request[SubscribeStats]) -> None:
         subs.set_stats(req.conn_id, None)
         req.reply(protocol.make(SubscriptionConfirmed, subscription_type="stats", enabled=False))
         return
-    if _refused(req):
+    sections = _sections(req, tuple(s.value for s in msg.include_sections or ()))
+    if sections is None:
         return
     interval = msg.interval_seconds if msg.interval_seconds is not None else 5
-    sections = tuple(s.value for s in msg.include_sections) if msg.include_sections else ALL_SECTIONS
     next_at = now_ms() + int(interval * 1000)
     subs.set_stats(req.conn_id, StatsSub(int(interval * 1000), sections, next_at))
     req.reply(
@@ -51,10 +56,9 @@ async def subscribe_stats(req: Request[SubscribeStats]) -> None:
 
 
 async def request_stats(req: Request[RequestStats]) -> None:
-    if _refused(req):
+    sections = _sections(req, tuple(s.value for s in req.message.include_sections or ()))
+    if sections is None:
         return
-    msg = req.message
-    sections = [s.value for s in msg.include_sections] if msg.include_sections else None
     stats = await req.hub.monitoring.stats(sections, req.session)
     req.reply(protocol.make(StatsResponse, stats=stats))
 

@@ -66,10 +66,12 @@ async def register_client(req: Request[RegisterClient]) -> None:
     grant = authenticate(req, role)
     if grant is None:
         return
-    if grant.customer_id is not None and msg.customer_id not in (None, grant.customer_id):
+    if not hub.auth.may_name(grant, msg.customer_id):
+        # D19: a customer some token is bound to is acted for by those tokens only
+        whose = f"customer {grant.customer_id}" if grant.customer_id else "other tokens"
         req.refuse(
             "PERMISSION_DENIED",
-            f"this token is for customer {grant.customer_id}",
+            f"customer {msg.customer_id} belongs to {whose}",
             {"field": "customer_id", "provided_value": msg.customer_id},
         )
         return
@@ -77,6 +79,7 @@ async def register_client(req: Request[RegisterClient]) -> None:
     session.role = Role.MONITOR if role == "monitor" else Role.JOB_CLIENT
     session.client_id = msg.client_id
     session.owner = grant.owner
+    session.grant = grant
     session.customer_id = grant.customer_id or msg.customer_id
     session.permissions = (
         (asked & grant.permissions) if asked else (grant.permissions if not hub.auth.open else asked)
@@ -104,19 +107,22 @@ async def register_worker(req: Request[RegisterWorker]) -> None:
     grant = authenticate(req, "worker")
     if grant is None:
         return
-    if hub.workers.connected(msg.worker_id):
-        req.refuse("ALREADY_REGISTERED", f"worker {msg.worker_id} is connected already")
-        return
     capabilities = bounded_capabilities(req, protocol.to_dict(msg.capabilities), grant.customer_id)
     if capabilities is None:
         return
+    # D19: another token learns nothing of the id (not even that it is connected): ownership first
+    if not await hub.fleet.may_register(msg.worker_id, grant.owner):
+        _not_yours(req, msg.worker_id)
+        return
+    if hub.workers.connected(msg.worker_id):
+        req.refuse("ALREADY_REGISTERED", f"worker {msg.worker_id} is connected already")
+        return
     held = await hub.fleet.register_worker(msg.worker_id, grant.owner, hub.hub_id, capabilities)
-    if held is None:  # D19: the id is registered by another token (connected, in its grace, or holding jobs)
-        req.refuse(
-            "PERMISSION_DENIED",
-            f"worker id {msg.worker_id} is registered with another token",
-            {"field": "worker_id", "provided_value": msg.worker_id},
-        )
+    if held is None:  # taken by another token meanwhile (the script checks and writes at once)
+        _not_yours(req, msg.worker_id)
+        return
+    if hub.workers.connected(msg.worker_id):  # the same id registered on this hub meanwhile
+        req.refuse("ALREADY_REGISTERED", f"worker {msg.worker_id} is connected already")
         return
     session.owner = grant.owner
     session.customer_id = grant.customer_id
@@ -144,6 +150,15 @@ async def register_worker(req: Request[RegisterWorker]) -> None:
     if held:
         fields["resumed_jobs"] = held
     req.reply(protocol.make(WorkerRegistered, **fields))
+
+
+def _not_yours(req: Request[RegisterWorker], worker_id: str) -> None:
+    """The id is registered by another token (connected, in its reconnect grace, or holding jobs)."""
+    req.refuse(
+        "PERMISSION_DENIED",
+        f"worker id {worker_id} is registered with another token",
+        {"field": "worker_id", "provided_value": worker_id},
+    )
 
 
 HANDLERS: dict[str, Handler] = {

@@ -3,13 +3,12 @@
 -- KEYS: 1 job hash, 2 claim deadlines, 3 run deadlines, 4 counts, 5 delayed, 6 finished jobs
 -- ARGV: 1 now ms, 2 job id, 3 key prefix, 4 reason
 -- Returns: moved(previous, {worker id that held it or ''}) or {'ERR', code, status}
-local s = redis.call('HMGET', KEYS[1], 'status', 'worker_id', 'class')
+local s = redis.call('HMGET', KEYS[1], 'status', 'worker_id', 'class', 'customer_id')
 if not s[1] then return {'ERR', 'JOB_NOT_FOUND', ''} end
 local prev = s[1]
 if not may('cancel', prev) then return {'ERR', 'INVALID_STATE', prev} end
 local worker = s[2] or ''
-redis.call('ZREM', ARGV[3] .. ':q:' .. s[3], ARGV[2])
-redis.call('ZREM', ARGV[3] .. ':queued', ARGV[2])
+dequeue(ARGV[3], s[3], s[4], ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
@@ -18,4 +17,5 @@ redis.call('HSET', KEYS[1], 'status', TO.cancel, 'cancelled_at', ARGV[1], 'compl
            'cancel_reason', ARGV[4], 'worker_id', '')
 count(KEYS[4], prev, TO.cancel)
 redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
+ended(ARGV[3], s[3])
 return moved(KEYS[1], prev, {worker})

@@ -1,7 +1,7 @@
 -- The worker holding a job reports success (lifecycle: complete).
 -- KEYS: 1 job hash, 2 claim deadlines, 3 run deadlines, 4 counts, 5 worker's jobs, 6 processing-time totals,
 --       7 completions log (zset: job id -> completed at), 8 finished jobs (zset: job id -> final at)
--- ARGV: 1 worker id, 2 now ms, 3 job id, 4 result json, 5 processing time seconds or ''
+-- ARGV: 1 worker id, 2 now ms, 3 job id, 4 result json, 5 processing time seconds or '', 6 key prefix
 -- Returns: moved(previous, {processing time}) or {'ERR', code, status}
 local prev, refused = held(KEYS[1], ARGV[1], 'complete')
 if not prev then return refused end
@@ -21,4 +21,5 @@ redis.call('HINCRBYFLOAT', KEYS[6], 'sum', ptime)
 redis.call('HINCRBY', KEYS[6], 'count', 1)
 redis.call('ZADD', KEYS[7], now, ARGV[3])
 redis.call('ZADD', KEYS[8], now, ARGV[3])
+ended(ARGV[6], redis.call('HGET', KEYS[1], 'class'))
 return moved(KEYS[1], prev, {ptime})

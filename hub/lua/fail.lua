@@ -4,7 +4,7 @@
 -- KEYS: 1 job hash, 2 claim deadlines, 3 run deadlines, 4 counts, 5 worker's jobs, 6 delayed (zset),
 --       7 failures log (zset: job id -> failed at), 8 finished jobs (zset: job id -> final at)
 -- ARGV: 1 worker id, 2 now ms, 3 job id, 4 error, 5 retry allowed (1/0), 6 base ms, 7 cap ms,
---       8 error details json or ''
+--       8 error details json or '', 9 key prefix
 -- Returns: moved(previous, {outcome 'retry'|'failed', delay ms, retry_count}) or {'ERR', code, status}
 local prev, refused = held(KEYS[1], ARGV[1], 'fail')
 if not prev then return refused end
@@ -28,6 +28,7 @@ else
   count(KEYS[4], prev, TO.fail)
   redis.call('ZADD', KEYS[7], now, ARGV[3])
   redis.call('ZADD', KEYS[8], now, ARGV[3])
+  ended(ARGV[9], redis.call('HGET', KEYS[1], 'class'))
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'error_details', ARGV[8]) end
 return moved(KEYS[1], prev, {outcome, delay, retries})

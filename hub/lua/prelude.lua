@@ -37,3 +37,35 @@ local function count(counts, from, to)
   if from then redis.call('HINCRBY', counts, from, -1) end
   redis.call('HINCRBY', counts, to, 1)
 end
+
+-- Queues. A claimable job waits in its class queue (q:<class>) and in the global index
+-- (queued, for positions); a job with a customer also in its (class, customer) queue
+-- (q:<class>:c:<customer>), where a worker bound to customers finds their jobs at the head, and
+-- counts in cqueued (claimable jobs per customer). Same score everywhere.
+local function enqueue(prefix, class, customer, score, id)
+  redis.call('ZADD', prefix .. ':q:' .. class, score, id)
+  redis.call('ZADD', prefix .. ':queued', score, id)
+  if customer and customer ~= '' then
+    if redis.call('ZADD', prefix .. ':q:' .. class .. ':c:' .. customer, score, id) == 1 then
+      redis.call('HINCRBY', prefix .. ':cqueued', customer, 1)
+    end
+  end
+end
+
+local function dequeue(prefix, class, customer, id)
+  redis.call('ZREM', prefix .. ':q:' .. class, id)
+  redis.call('ZREM', prefix .. ':queued', id)
+  if customer and customer ~= '' then
+    if redis.call('ZREM', prefix .. ':q:' .. class .. ':c:' .. customer, id) == 1 then
+      redis.call('HINCRBY', prefix .. ':cqueued', customer, -1)
+    end
+  end
+end
+
+-- A job of this class reached a final state: a class with no live job left is forgotten by
+-- gc_classes (so a flood of one-off job types does not slow every claim for good).
+local function ended(prefix, class)
+  if redis.call('HINCRBY', prefix .. ':class_live', class, -1) <= 0 then
+    redis.call('SADD', prefix .. ':classes_idle', class)
+  end
+end

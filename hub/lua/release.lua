@@ -10,7 +10,8 @@
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local job = ARGV[3] .. ':job:' .. id
-  local s = redis.call('HMGET', job, 'status', 'worker_id', 'score', 'class', 'retry_count', 'max_retries')
+  local s = redis.call('HMGET', job, 'status', 'worker_id', 'score', 'class', 'retry_count', 'max_retries',
+                       'customer_id')
   if s[2] == ARGV[1] and may('release', s[1]) then
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', KEYS[3], id)
@@ -25,13 +26,13 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     end
     if event == 'release' then
       redis.call('HSET', job, 'status', TO.release, 'worker_id', '', 'retry_count', retries, 'progress', 0)
-      redis.call('ZADD', ARGV[3] .. ':q:' .. s[4], s[3], id)
-      redis.call('ZADD', ARGV[3] .. ':queued', s[3], id)
+      enqueue(ARGV[3], s[4], s[7], s[3], id)
     else
       redis.call('HSET', job, 'status', TO.lost, 'worker_id', '', 'completed_at', ARGV[2],
                  'error', 'worker lost and no retries left')
       redis.call('ZADD', KEYS[5], ARGV[2], id)
       redis.call('ZADD', KEYS[6], ARGV[2], id)
+      ended(ARGV[3], s[4])
     end
     count(KEYS[4], s[1], TO[event])
     extend(out, {event, id, ARGV[1], s[1]})

@@ -1,13 +1,15 @@
 -- Queue a new job (lifecycle: submit).  Score = (100 - priority) * 2^40 + seq: lower is better, so a class's sorted
 -- set is ordered by priority (high first) then submission order (FIFO).  Exact in a double.
--- KEYS: 1 job hash, 2 class queue (zset), 3 classes (hash id -> json), 4 classes version,
+-- KEYS: 1 job hash, 2 class queue (zset, see enqueue), 3 classes (hash id -> json), 4 classes version,
 --       5 sequence counter, 6 counts by status (hash),
 --       7 (only with an idempotency key) the key's record: "first job id:its position", expiring
 -- ARGV: 1 class id, 2 class json, 3 priority, 4 key prefix, 5 job id, 6 idempotency record ttl ms,
---       7 queue bound (0 = none), 8.. job hash field/value pairs
+--       7 queue bound (0 = none), 8 customer id ('' = none), 9 bound per customer (0 = none),
+--       10.. job hash field/value pairs
 -- Returns: {seq, position, classes_version}, or for a key already used (D18, nothing queued):
 --          {0, first position, classes_version, first job id}, or when the queue bound is
---          reached (D19, nothing queued): {-1, jobs queued}
+--          reached (D19, nothing queued): {-1, jobs queued}, or {-2, jobs queued} for the bound
+--          per customer
 if KEYS[7] then
   local prior = redis.call('GET', KEYS[7])
   if prior then
@@ -21,15 +23,22 @@ if bound > 0 then
   local queued = redis.call('ZCARD', ARGV[4] .. ':queued')
   if queued >= bound then return {-1, queued} end
 end
+local customer = ARGV[8]
+local per_customer = tonumber(ARGV[9])
+if per_customer > 0 and customer ~= '' then
+  local queued = tonumber(redis.call('HGET', ARGV[4] .. ':cqueued', customer) or '0')
+  if queued >= per_customer then return {-2, queued} end
+end
 local seq = redis.call('INCR', KEYS[5])
 local score = (100 - tonumber(ARGV[3])) * 1099511627776 + seq
-redis.call('HSET', KEYS[1], 'status', TO.submit, 'score', score, 'class', ARGV[1], unpack(ARGV, 8))
-redis.call('ZADD', KEYS[2], score, ARGV[5])
-redis.call('ZADD', ARGV[4] .. ':queued', score, ARGV[5])
+redis.call('HSET', KEYS[1], 'status', TO.submit, 'score', score, 'class', ARGV[1], unpack(ARGV, 10))
+enqueue(ARGV[4], ARGV[1], customer, score, ARGV[5])
 redis.call('ZADD', ARGV[4] .. ':jobs', seq, ARGV[5])  -- every job, by submission (HTTP listing)
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 1 then
   redis.call('INCR', KEYS[4])
 end
+redis.call('HINCRBY', ARGV[4] .. ':class_live', ARGV[1], 1)
+redis.call('SREM', ARGV[4] .. ':classes_idle', ARGV[1])
 count(KEYS[6], nil, TO.submit)
 -- 1-based position among every claimable job, of any class, that would be served first
 -- (the global index P:queued holds every job of every class queue, with the same score)

@@ -16,11 +16,10 @@ end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', KEYS[1], id)
   local job = prefix .. ':job:' .. id
-  local s = redis.call('HMGET', job, 'status', 'worker_id', 'score', 'class')
+  local s = redis.call('HMGET', job, 'status', 'worker_id', 'score', 'class', 'customer_id')
   if may('claim_expired', s[1]) then
     redis.call('HSET', job, 'status', TO.claim_expired, 'worker_id', '')
-    redis.call('ZADD', prefix .. ':q:' .. s[4], s[3], id)
-    redis.call('ZADD', prefix .. ':queued', s[3], id)
+    enqueue(prefix, s[4], s[5], s[3], id)
     redis.call('SREM', prefix .. ':wjobs:' .. s[2], id)
     count(KEYS[4], s[1], TO.claim_expired)
     emit('claim_expired', id, s[2], s[1], job)
@@ -29,10 +28,9 @@ end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', KEYS[3], id)
   local job = prefix .. ':job:' .. id
-  local s = redis.call('HMGET', job, 'status', 'score', 'class')
+  local s = redis.call('HMGET', job, 'status', 'score', 'class', 'customer_id')
   if s[1] == 'queued' then
-    redis.call('ZADD', prefix .. ':q:' .. s[3], s[2], id)
-    redis.call('ZADD', prefix .. ':queued', s[2], id)
+    enqueue(prefix, s[3], s[4], s[2], id)
     redis.call('HDEL', job, 'retry_at')
     emit('retry_ready', id, '', s[1], job)
   end
@@ -40,8 +38,9 @@ end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', KEYS[2], id)
   local job = prefix .. ':job:' .. id
-  local s = redis.call('HMGET', job, 'status', 'worker_id')
+  local s = redis.call('HMGET', job, 'status', 'worker_id', 'class')
   if may('time_limit', s[1]) then
+    ended(prefix, s[3])
     redis.call('HSET', job, 'status', TO.time_limit, 'completed_at', now, 'error', 'job exceeded its time limit')
     redis.call('SREM', prefix .. ':wjobs:' .. s[2], id)
     count(KEYS[4], s[1], TO.time_limit)

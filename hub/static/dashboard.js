@@ -42,12 +42,9 @@
   }
 
   async function connect() {
-    let url = params.get("ws");
-    if (!url) {
-      const cfg = await (await fetch("/dashboard/config.json")).json();
-      url = cfg.ws_scheme + "://" + location.hostname + ":" + cfg.ws_port + "/";
-    }
-    ws = new WebSocket(url);
+    // always this hub's own WebSocket: the page sends the monitor token there, nowhere else
+    const cfg = await (await fetch("/dashboard/config.json")).json();
+    ws = new WebSocket(cfg.ws_scheme + "://" + location.hostname + ":" + cfg.ws_port + "/");
     ws.onmessage = (ev) => handle(JSON.parse(ev.data));
     ws.onopen = () => { $("conn").textContent = "connected"; $("conn").className = "pill on"; };
     ws.onclose = () => {

@@ -36,6 +36,7 @@ from empq import protocol
 ROLES = ("job_client", "monitor", "worker", "new")
 KINDS = tuple(sorted(protocol.INBOUND))
 MAX_FRAME = 10 * 1024 * 1024  # the hub's default max_message_size (D1)
+UNREGISTERED_FRAME = 128 * 1024  # the hub's default max_unregistered_frame (D19)
 
 # the reply a request of each kind gets (besides error); D6, D10, D14, D15
 REPLIES: dict[str, frozenset[str]] = {
@@ -376,7 +377,8 @@ class Driver:
         frame = _as_json(data)  # as the hub reads it (invalid UTF-8 is invalid JSON)
         # a disconnect the hub accepts closes the connection (1000); one it refuses gets an error
         goodbye = isinstance(frame, dict) and frame.get("type") == "disconnect"
-        if len(data) > MAX_FRAME:  # D1: refused with 1009, and only this connection
+        limit = UNREGISTERED_FRAME if role == "new" else MAX_FRAME
+        if len(data) > limit:  # D1, D19: refused with 1009, and only this connection
             await peer.ws.send(data if shot.binary else data.decode())
             code = await peer.closed()
             if code != 1009:
@@ -399,7 +401,7 @@ class Driver:
                     break
         except PeerError as exc:
             code = peer.ws.close_code
-            closed_ok = code == 1009 and len(data) > MAX_FRAME
+            closed_ok = code == 1009 and len(data) > limit
             if code is not None and (closed_ok or code == 1000 and goodbye):
                 self.closes[str(code)] += 1
                 await self._replace(role)

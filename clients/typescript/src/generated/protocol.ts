@@ -28,7 +28,7 @@ export type CancelJob = BaseMessage & {
    */
   type: "cancel_job";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   /**
@@ -46,14 +46,14 @@ export type ChunkedMessage = BaseMessage & {
    */
   type: "chunked_message";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   chunk_id: string;
   chunk_index: number;
   total_chunks: number;
   data: string;
   /**
-   * sha256 hex digest of the complete data.
+   * sha256 hex digest of the complete data (64 hex characters; at most 128 characters are taken).
    */
   data_hash?: string;
   /**
@@ -72,7 +72,7 @@ export type ChunkedMessageComplete = BaseMessage & {
    */
   type: "chunked_message_complete";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   chunk_id: string;
   total_size: number;
@@ -97,7 +97,7 @@ export type ClaimJob = BaseMessage & {
    */
   type: "claim_job";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   max_jobs?: number;
@@ -126,7 +126,7 @@ export type ClientRegistered = BaseMessage & {
    */
   type: "client_registered";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   client_id: string;
   status: "registered";
@@ -158,15 +158,15 @@ export type CompleteJob = BaseMessage & {
    */
   type: "complete_job";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   /**
-   * Seconds spent.
+   * Seconds spent (at most 30 days).
    */
   processing_time?: number;
   result: JobResult;
@@ -211,7 +211,7 @@ export type ConnectorWsStatus = BaseMessage & {
    */
   type: "connector_ws_status";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   /**
@@ -297,11 +297,11 @@ export type FailJob = BaseMessage & {
    */
   type: "fail_job";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   /**
@@ -330,7 +330,7 @@ export type JobAccepted = BaseMessage & {
    */
   type: "job_accepted";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   status: "queued";
@@ -357,11 +357,11 @@ export type JobAcceptedByWorker = BaseMessage & {
    */
   type: "job_accepted_by_worker";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   /**
@@ -379,11 +379,11 @@ export type JobAssigned = BaseMessage & {
    */
   type: "job_assigned";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   /**
@@ -406,7 +406,7 @@ export type JobAssigned = BaseMessage & {
    */
   claim_timeout: number;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   customer_id?: string;
   retry_count?: number;
@@ -422,7 +422,7 @@ export type JobAvailable = BaseMessage & {
    */
   type: "job_available";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   /**
@@ -450,7 +450,7 @@ export type JobCancelled = BaseMessage & {
    */
   type: "job_cancelled";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   status: "cancelled";
@@ -473,7 +473,7 @@ export type JobCompleted = BaseMessage & {
    */
   type: "job_completed";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   status: "completed";
@@ -498,11 +498,11 @@ export type JobCompletedAck = BaseMessage & {
    */
   type: "job_completed_ack";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   [k: string]: unknown;
@@ -516,11 +516,11 @@ export type JobFailedAck = BaseMessage & {
    */
   type: "job_failed_ack";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   retry_scheduled: boolean;
@@ -543,7 +543,7 @@ export type JobNotificationsSubscribed = BaseMessage & {
    */
   type: "job_notifications_subscribed";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   subscription_id: string;
   filters_applied: JobFilters;
@@ -564,7 +564,7 @@ export type JobUpdate = BaseMessage & {
    */
   type: "job_update";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   status: JobStatus;
@@ -599,7 +599,7 @@ export type JobUpdate = BaseMessage & {
    */
   priority?: number;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   customer_id?: string;
   [k: string]: unknown;
@@ -717,7 +717,7 @@ export type RequestJobStatus = BaseMessage & {
    */
   type: "request_job_status";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   [k: string]: unknown;
@@ -752,7 +752,7 @@ export type ResponseJobStatus = BaseMessage & {
    */
   type: "response_job_status";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   status: JobStatus;
@@ -785,7 +785,7 @@ export type ResponseJobStatus = BaseMessage & {
    */
   priority?: number;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   customer_id?: string;
   /**
@@ -840,11 +840,11 @@ export type ServiceRequest = BaseMessage & {
    */
   type: "service_request";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   /**
@@ -950,7 +950,7 @@ export type SubscribeJob = BaseMessage & {
    */
   type: "subscribe_job";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   enabled?: boolean;
@@ -1085,11 +1085,11 @@ export type UpdateJobProgress = BaseMessage & {
    */
   type: "update_job_progress";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id: string;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   /**
@@ -1127,7 +1127,7 @@ export type WorkerHeartbeat = BaseMessage & {
    */
   type: "worker_heartbeat";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   status?: WorkerState;
@@ -1135,7 +1135,7 @@ export type WorkerHeartbeat = BaseMessage & {
   /**
    * Jobs the worker is running.
    *
-   * Items: A non-empty identifier.
+   * Items: A non-empty identifier, without control characters.
    */
   current_jobs?: string[];
   system_info?: SystemInfo;
@@ -1156,7 +1156,7 @@ export type WorkerHeartbeatAck = BaseMessage & {
    */
   type: "worker_heartbeat_ack";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   status: "acknowledged";
@@ -1175,12 +1175,12 @@ export type WorkerRegistered = BaseMessage & {
    */
   type: "worker_registered";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   status: "registered";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   assigned_connection_id: string;
   /**
@@ -1190,7 +1190,7 @@ export type WorkerRegistered = BaseMessage & {
   /**
    * Jobs the worker still holds from before a reconnect within the grace period.
    *
-   * Items: A non-empty identifier.
+   * Items: A non-empty identifier, without control characters.
    */
   resumed_jobs?: string[];
   [k: string]: unknown;
@@ -1204,7 +1204,7 @@ export type WorkerStatus = BaseMessage & {
    */
   type: "worker_status";
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   status: WorkerState;
@@ -1469,7 +1469,7 @@ export interface BaseMessage {
    */
   timestamp: number;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   id?: string;
   /**
@@ -1477,11 +1477,11 @@ export interface BaseMessage {
    */
   source?: string;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   job_id?: string;
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id?: string;
   /**
@@ -1532,7 +1532,7 @@ export interface HardwareRequirements {
  */
 export interface JobFilters {
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   customer_id?: string;
   job_types?: string[];
@@ -1561,7 +1561,7 @@ export interface WorkerCapabilities {
   /**
    * If present, the worker only takes jobs of these customers.
    *
-   * Items: A non-empty identifier.
+   * Items: A non-empty identifier, without control characters.
    */
   allowed_customers?: string[];
   /**
@@ -1628,12 +1628,12 @@ export interface WorkerCounts {
  */
 export interface WorkerSummary {
   /**
-   * A non-empty identifier.
+   * A non-empty identifier, without control characters.
    */
   worker_id: string;
   status: WorkerState;
   /**
-   * Items: A non-empty identifier.
+   * Items: A non-empty identifier, without control characters.
    */
   current_jobs?: string[];
   capabilities?: WorkerCapabilities;
