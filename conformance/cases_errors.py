@@ -96,6 +96,11 @@ async def invalid_parameters_echo(ctx: Ctx) -> None:
  "original_message": "{\\"type\\":\\"invalid_type\\",...}"}
 """,
     messages=("unknown",),
+    hint="""
+The reference answers a message of a type it does not know with
+{"type": "unknown", "content": "Received unrecognized message type", "original_message": "<the frame>"},
+not with an error.
+""",
 )
 async def unknown_type(ctx: Ctx) -> None:
     client = await ctx.client()

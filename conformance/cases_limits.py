@@ -35,6 +35,7 @@ def _submit_frame(ctx: Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     tier=SHOULD,
     reference="- **Maximum message size**: 10MB",
     messages=("submit_job", "error"),
+    exclusive=True,  # 10 MB on the wire: not beside cases that time their replies
 )
 async def over_limit(ctx: Ctx) -> None:
     client = await ctx.client()
