@@ -33,8 +33,7 @@ async def _invalid_submit(ctx: Ctx) -> dict[str, Any]:
         "requirements": {"service_type": ctx.service, "hardware": {"gpu_memory_gb": -1}},
     }
     reply = await ctx.answer(client, frame)
-    if reply.get("type") == "job_accepted":
-        ctx.jobs[reply["job_id"]] = client
+    ctx.track(reply, client)
     ctx.check(
         reply.get("type") == "error",
         f"a submit_job with gpu_memory_gb -1 was answered with {reply.get('type')}",

@@ -52,8 +52,7 @@ async def over_limit(ctx: Ctx) -> None:
         )
         outcome = "closed with 1009"
     else:
-        if reply.get("type") == "job_accepted":
-            ctx.jobs[reply["job_id"]] = client
+        ctx.track(reply, client)
         ctx.check(
             reply.get("type") == "error",
             f"a frame of {len(frame)} bytes was answered with {reply.get('type')}",
@@ -137,7 +136,7 @@ async def chunked_submit(ctx: Ctx) -> None:
         expected="job_accepted",
         received=summary(accepted),
     )
-    ctx.jobs[accepted["job_id"]] = client
+    ctx.track(accepted, client)
     receipt = await client.quiet(lambda f: f.get("type") == "chunked_message_complete", 0.5)
     ctx.check(
         receipt is not None,
@@ -161,8 +160,7 @@ async def chunked_bad_hash(ctx: Ctx) -> None:
     client = await ctx.client()
     await _send_chunks(ctx, client, _chunks(_submit_frame(ctx, {"prompt": "z" * 3000}), 3, bad_hash=True))
     reply = await ctx.expect(client, ("error", "job_accepted", "chunked_message_complete"))
-    if reply["type"] == "job_accepted":
-        ctx.jobs[reply["job_id"]] = client
+    ctx.track(reply, client)
     ctx.check(
         reply["type"] == "error",
         f"chunks with a wrong data_hash were answered with {reply['type']}",
@@ -170,8 +168,7 @@ async def chunked_bad_hash(ctx: Ctx) -> None:
         received=summary(reply),
     )
     late = await client.quiet(lambda f: f.get("type") == "job_accepted", 0.3)
-    if late is not None:
-        ctx.jobs[late["job_id"]] = client
+    ctx.track(late, client)
     ctx.check(
         late is None,
         "the message was processed despite the wrong hash",
@@ -193,6 +190,5 @@ async def chunked_reverse(ctx: Ctx) -> None:
     client = await ctx.client()
     await _send_chunks(ctx, client, list(reversed(_chunks(_submit_frame(ctx, {"prompt": "r" * 3000}), 3))))
     reply = await client.quiet(lambda f: f.get("type") in ("job_accepted", "error"), ctx.timeout)
-    if reply and reply["type"] == "job_accepted":
-        ctx.jobs[reply["job_id"]] = client
+    ctx.track(reply, client)
     ctx.note(f"reverse order: {summary(reply) if reply else 'no reply'}")

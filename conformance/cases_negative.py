@@ -143,8 +143,7 @@ def _register(bad: BadInput) -> None:
         else:  # unregistered, on the URL of the role its frame is for
             peer = await ctx.raw(role=bad.url_role)
         reply = await ctx.answer(peer, bad.frame(ctx, peer))
-        if reply.get("type") == "job_accepted":
-            ctx.jobs[reply["job_id"]] = peer
+        ctx.track(reply, peer)
         ctx.check(
             reply.get("type") in ("error", "unknown"),
             f"{bad.title} was answered with {reply.get('type')}",

@@ -134,8 +134,7 @@ async def before_registration(ctx: Ctx) -> None:
         payload={},
         requirements={"service_type": ctx.service},
     )
-    if reply["type"] == "job_accepted":
-        ctx.jobs[reply["job_id"]] = peer
+    ctx.track(reply, peer)
     ctx.check(
         reply["type"] == "error",
         "submit_job before registering was accepted",
@@ -228,8 +227,7 @@ async def roles_enforced(ctx: Ctx) -> None:
         payload={},
         requirements={"service_type": ctx.service},
     )
-    if reply["type"] == "job_accepted":
-        ctx.jobs[reply["job_id"]] = client
+    ctx.track(reply, client)
     ctx.check(
         reply["type"] == "error",
         "a worker's submit_job was not refused",

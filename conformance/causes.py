@@ -64,14 +64,14 @@ def cannot_connect(url: str, exc: BaseException) -> Cause:
     return Cause(f"connect:{url}:{type(exc).__name__}:{errno}", f"cannot connect to {url} ({what[:160]})")
 
 
-def closed(code: int | None, url: str, per_role_urls: bool, early: bool) -> Cause:
+def closed(code: int | None, url: str, per_role_urls: bool, early: bool, sent: int) -> Cause:
+    """The hub closed a connection: ``early`` = before answering anything (``sent`` frames sent)."""
     how = f"code {code}" if code is not None else "no close frame"
     if early:
         hint = per_role_hint(url) if not per_role_urls else CREDENTIALS_HINT
+        when = "right after connecting" if sent == 0 else "at the first message, before answering"
         return Cause(
-            f"closed-early:{code}:{url}",
-            f"the hub closes the connection right after connecting ({how}) at {url}",
-            hint,
+            f"closed-early:{code}:{sent == 0}:{url}", f"the hub closes the connection {when} ({how})", hint
         )
     return Cause(f"closed:{code}", f"the hub closes the connection ({how})")
 
@@ -149,7 +149,9 @@ def out_of_budget(step: str) -> Cause:
 
 
 def from_case(case: Case, message: str) -> Cause:
-    return Cause(f"case:{case.id}", neutral(message), case.hint)
+    """A case's own assertion: cases failing with the same words share the cause."""
+    words = neutral(message)
+    return Cause(f"assert:{words}"[:300], words, case.hint)
 
 
 def suite_error(case: Case, message: str) -> Cause:
@@ -159,4 +161,5 @@ def suite_error(case: Case, message: str) -> Cause:
 def neutral(text: str) -> str:
     """``client-2: waiting for ...`` -> ``client: waiting for ...`` (the same words in every case)."""
     text = re.sub(r"\b(client|worker|monitor|raw|cleanup)-\d+\b", r"\1", text)
+    text = re.sub(r"\bjob-[0-9a-f]{8,}\b", "job-…", text)
     return re.sub(r"\bconf-[a-z0-9-]+", "…", text)

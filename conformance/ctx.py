@@ -500,6 +500,13 @@ class Ctx:
                 )
             if frame["type"] != "job_assigned":
                 break
+            if not isinstance(frame.get("job_id"), str):
+                self.fail(
+                    f"{worker.name}: job_assigned carries no job_id",
+                    expected="job_id",
+                    received=frame,
+                    cause=Cause("assigned:no-job-id", "job_assigned carries no job_id"),
+                )
             jobs.append(frame)
         return jobs
 
@@ -545,6 +552,11 @@ class Ctx:
             )
         self.finished(job_id)
         return frame
+
+    def track(self, frame: dict[str, Any] | None, client: SuitePeer) -> None:
+        """A job_accepted the case did not ask for (bad input accepted): cancelled at cleanup."""
+        if frame is not None and frame.get("type") == "job_accepted" and isinstance(frame.get("job_id"), str):
+            self.jobs[frame["job_id"]] = client
 
     def finished(self, job_id: str) -> None:
         """The case saw this job end: no cancellation needed at cleanup."""
@@ -600,7 +612,11 @@ def expect_field(ctx: Ctx, frame: dict[str, Any], name: str, expected: Any, what
     cause = None
     if name == "type" and got == "error" and what:  # the hub refused what we asked: the same cause everywhere
         code = frame.get("error_code")
-        cause = Cause(f"error-reply:{what}:{code}", f"{what} is an error {code}, not {expected}")
+        kind = what.removeprefix("reply to ")
+        if kind in default_schemas().messages:
+            cause = causes.refused(kind, code)
+        else:
+            cause = Cause(f"error-reply:{what}:{code}", f"{what} is an error {code}, not {expected}")
     ctx.check(
         got == expected,
         f"{what or frame.get('type')}: {name} is {got!r}, expected {expected!r}",

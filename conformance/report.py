@@ -299,7 +299,7 @@ details.blocked { border-left-color: var(--block); } .blocked .badge { color: va
 pre { background: var(--soft); padding: 8px; border-radius: 6px; overflow-x: auto; white-space: pre-wrap;
       word-break: break-word; margin: 4px 0; font-size: 12px; }
 .wire td { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; } .wire .sent { color: #0550ae; }
-.wire .received { color: #116329; } .controls button { margin-right: 6px; }
+.wire .received { color: #116329; } .wire .connect { color: #59636e; } .controls button { margin-right: 6px; }
 body.only-problems details.passed, body.only-problems details.skipped { display: none; }
 body.only-problems details.blocked { display: none; }
 h4 { margin: 10px 0 2px; }
@@ -333,7 +333,7 @@ def _bad(outcome: str, n: int) -> str:
     return " bad" if outcome in ("failed", "error") and n else ""
 
 
-def _case_html(r: Result) -> str:
+def _case_html(r: Result, titles: dict[str, str]) -> str:
     is_open = " open" if r.outcome in ("failed", "error") else ""
     parts = [
         f'<details class="case {r.outcome}" id="{_e(r.id)}"{is_open}>',
@@ -352,7 +352,7 @@ def _case_html(r: Result) -> str:
     if r.findings:
         parts.append(
             "<p>Findings in its frames: "
-            + ", ".join(f'<a href="#cause-{_e(_slug(k))}">{_e(k)}</a>' for k in r.findings)
+            + "; ".join(f'<a href="#cause-{_e(_slug(k))}">{_e(titles.get(k, k))}</a>' for k in r.findings)
             + "</p>"
         )
     if r.expected is not None or r.received is not None:
@@ -406,6 +406,7 @@ def _causes_html(causes: list[RootCause]) -> str:
 def to_html(results: list[Result], info: RunInfo, findings: list[Finding] | None = None) -> str:
     c = summary_counts(results)
     sections = by_section(results)
+    titles = {f.key: f.title for f in findings or ()}
     tiles = "".join(
         f'<div class="tile {o}"><b>{c[o]}</b>{o}</div>'
         for o in ("passed", "failed", "blocked", "skipped", "error")
@@ -451,6 +452,6 @@ def to_html(results: list[Result], info: RunInfo, findings: list[Finding] | None
     ]
     for section, items in sections.items():
         body.append(f'<h2 id="{_anchor(section)}">{_e(section)}</h2>')
-        body.extend(_case_html(r) for r in items)
+        body.extend(_case_html(r, titles) for r in items)
     body.append("</body></html>")
     return "\n".join(body) + "\n"

@@ -39,6 +39,7 @@ from empq.conformance.model import (
     Case,
     CaseFailure,
     CaseSkipped,
+    Cause,
     Outcome,
     Result,
     Tier,
@@ -161,6 +162,14 @@ class Runner:
                     f"still at: {ctx.step}",
                 )
                 result.cause = causes.out_of_budget(ctx.step).to_dict()
+            else:
+                self._suite_error(result, c, ctx, exc)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            if ctx.seen and not s.options.strict:  # a frame lacked what the case needs: its finding
+                first = self.findings.items[sorted(ctx.seen)[0]]
+                result.outcome = Outcome.FAILED.value
+                result.message = f"a received frame is not as the schemas say ({first.title}): {exc!r}"
+                result.cause = Cause(first.key, first.title, first.hint).to_dict()
             else:
                 self._suite_error(result, c, ctx, exc)
         except Exception as exc:  # a bug in the case itself

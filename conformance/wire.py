@@ -101,13 +101,15 @@ class SuitePeer(Peer):
         )
         peer = cls(ws=ws, name=name, schemas=schemas or default_schemas(), timeout=timeout)
         peer.opened_at = time.monotonic()
+        peer.wire.append(WireEntry("connect", time.time(), url))
         return peer
 
     def lost(self, code: int | None, reason: str = "") -> ConnectionLost:
         """The hub closed the connection: early (right after connecting, nothing but a greeting
         received) suggests the hub wants another URL for this role."""
         early = self.received <= 1 and time.monotonic() - self.opened_at < 2.0
-        cause = causes.closed(code, self.url_template, self.per_role_urls, early)
+        sent = sum(1 for e in self.wire if e.direction == "sent")
+        cause = causes.closed(code, self.url_template, self.per_role_urls, early, sent)
         return ConnectionLost(self.name, code, reason, cause)
 
     async def close(self, graceful: bool = True) -> None:
