@@ -128,8 +128,9 @@ async def _send_chunks(ctx: Ctx, peer: SuitePeer, chunks: list[dict[str, Any]]) 
 async def chunked_submit(ctx: Ctx) -> None:
     client = await ctx.client()
     chunks = _chunks(_submit_frame(ctx, {"prompt": "z" * 6000}), 3)
-    await _send_chunks(ctx, client, chunks)
-    accepted = await ctx.expect(client, ("job_accepted", "error"))
+    async with ctx.lane():  # the chunks carry a submit_job: in the queue lane until it is answered
+        await _send_chunks(ctx, client, chunks)
+        accepted = await ctx.expect(client, ("job_accepted", "error"))
     ctx.check(
         accepted["type"] == "job_accepted",
         f"the chunked submit_job was answered with {accepted['type']} {accepted.get('error_code', '')}",
@@ -158,8 +159,9 @@ async def chunked_submit(ctx: Ctx) -> None:
 )
 async def chunked_bad_hash(ctx: Ctx) -> None:
     client = await ctx.client()
-    await _send_chunks(ctx, client, _chunks(_submit_frame(ctx, {"prompt": "z" * 3000}), 3, bad_hash=True))
-    reply = await ctx.expect(client, ("error", "job_accepted", "chunked_message_complete"))
+    async with ctx.lane():
+        await _send_chunks(ctx, client, _chunks(_submit_frame(ctx, {"prompt": "z" * 3000}), 3, bad_hash=True))
+        reply = await ctx.expect(client, ("error", "job_accepted", "chunked_message_complete"))
     ctx.track(reply, client)
     ctx.check(
         reply["type"] == "error",
@@ -188,7 +190,10 @@ async def chunked_bad_hash(ctx: Ctx) -> None:
 )
 async def chunked_reverse(ctx: Ctx) -> None:
     client = await ctx.client()
-    await _send_chunks(ctx, client, list(reversed(_chunks(_submit_frame(ctx, {"prompt": "r" * 3000}), 3))))
-    reply = await client.quiet(lambda f: f.get("type") in ("job_accepted", "error"), ctx.timeout)
+    async with ctx.lane():
+        await _send_chunks(
+            ctx, client, list(reversed(_chunks(_submit_frame(ctx, {"prompt": "r" * 3000}), 3)))
+        )
+        reply = await client.quiet(lambda f: f.get("type") in ("job_accepted", "error"), ctx.timeout)
     ctx.track(reply, client)
     ctx.note(f"reverse order: {summary(reply) if reply else 'no reply'}")

@@ -20,7 +20,7 @@ import itertools
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -115,7 +115,7 @@ class Ctx:
         self.started = time.monotonic()
         self.step = "start"
         self._names = itertools.count(1)
-        self.enter_lane: Callable[[], Awaitable[None]] | None = None  # the runner's queue lane
+        self.lane_guard: contextlib.AbstractAsyncContextManager[None] | None = None  # the run's queue lane
 
     @property
     def silence(self) -> float:
@@ -315,15 +315,15 @@ class Ctx:
 
     # the protocol's moves ---------------------------------------------------------------
     async def send(self, peer: SuitePeer, kind: str, **fields: Any) -> dict[str, Any]:
-        await self._lane(kind)
-        self.step = f"{peer.name}: sending {kind}"
-        return await peer.send(kind, **fields)
+        async with self.lane(kind):
+            self.step = f"{peer.name}: sending {kind}"
+            return await peer.send(kind, **fields)
 
-    async def _lane(self, kind: str) -> None:
-        """Before submitting or claiming: wait for the run's queue lane (one such case at a time)."""
-        if kind in QUEUE_TYPES and self.enter_lane is not None:
-            self.step = "waiting for the queue lane"
-            await self.enter_lane()
+    def lane(self, kind: str = "submit_job") -> contextlib.AbstractAsyncContextManager[None]:
+        """Around a submission or claim (send and reply): the run's queue lane, one at a time."""
+        if kind in QUEUE_TYPES and self.lane_guard is not None:
+            return self.lane_guard
+        return contextlib.nullcontext()
 
     async def expect(
         self, peer: SuitePeer, kind: str | tuple[str, ...], timeout: float | None = None, **match: Any
@@ -363,20 +363,21 @@ class Ctx:
         replies = (reply,) if isinstance(reply, str) else reply
         kinds = (*replies, "error")
         rid = f"conf-{uuid.uuid4().hex[:12]}"
-        await self.send(peer, kind, id=rid, **fields)
-        want = f"{'/'.join(replies)} (or error) answering {kind}"
-        stale, peer.backlog[:] = list(peer.backlog), []  # what came before the request answers no part of it
-        try:
-            return await self._reply(
-                peer,
-                kind,
-                replies,
-                want,
-                lambda f: f.get("type") in kinds and f.get("request_id") in (None, rid),
-                wrong=lambda f: f.get("request_id") == rid and f.get("type") not in kinds,
-            )
-        finally:
-            peer.backlog[:0] = stale
+        async with self.lane(kind):
+            await self.send(peer, kind, id=rid, **fields)
+            want = f"{'/'.join(replies)} (or error) answering {kind}"
+            stale, peer.backlog[:] = list(peer.backlog), []  # what came before answers no part of it
+            try:
+                return await self._reply(
+                    peer,
+                    kind,
+                    replies,
+                    want,
+                    lambda f: f.get("type") in kinds and f.get("request_id") in (None, rid),
+                    wrong=lambda f: f.get("request_id") == rid and f.get("type") not in kinds,
+                )
+            finally:
+                peer.backlog[:0] = stale
 
     async def _reply(
         self,
@@ -413,15 +414,17 @@ class Ctx:
     ) -> dict[str, Any]:
         """Send any frame and return the first frame received after it (whatever its type)."""
         kind = _kind_of(frame)
-        await self._lane(kind)
-        stale, peer.backlog[:] = list(peer.backlog), []  # only what arrives after sending counts
-        try:
-            self.step = f"{peer.name}: sending a raw frame"
-            await peer.send_raw(frame)
-            want = f"a reply to {kind}"
-            return await self._reply(peer, kind, ("error", "unknown"), want, lambda f: True, None, timeout)
-        finally:
-            peer.backlog[:0] = stale
+        async with self.lane(kind):
+            stale, peer.backlog[:] = list(peer.backlog), []  # only what arrives after sending counts
+            try:
+                self.step = f"{peer.name}: sending a raw frame"
+                await peer.send_raw(frame)
+                want = f"a reply to {kind}"
+                return await self._reply(
+                    peer, kind, ("error", "unknown"), want, lambda f: True, None, timeout
+                )
+            finally:
+                peer.backlog[:0] = stale
 
     async def alive(self, peer: SuitePeer) -> None:
         """ping -> pong: the connection still works.  Unless the case checks ping itself, a hub that
@@ -475,6 +478,10 @@ class Ctx:
         The claim is over at ``max_jobs`` assignments, at any other reply to it (empq ends an
         unsatisfied claim with ``ack`` no_job_available), or after ``silence`` seconds of quiet.
         """
+        async with self.lane("claim_job"):
+            return await self._claim(worker, max_jobs, **fields)
+
+    async def _claim(self, worker: SuitePeer, max_jobs: int, **fields: Any) -> list[dict[str, Any]]:
         rid = f"conf-{uuid.uuid4().hex[:12]}"
         await self.send(worker, "claim_job", id=rid, worker_id=worker.worker_id, max_jobs=max_jobs, **fields)
         self.step = f"{worker.name}: waiting for job_assigned"

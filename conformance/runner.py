@@ -2,13 +2,12 @@
 
 Time is bounded everywhere: every step waits at most the step timeout, every case at most its
 budget, cleanup at most a couple of seconds.  Cases are independent (each has its own service type,
-customer and ids), so up to ``concurrency`` of them run at once.  Only one case at a time submits
-or claims jobs, though: a case takes the run's queue lane at its first submission or claim and
-keeps it to its end (its wait for the lane does not count against its budget, nor hold a place
-among the ``concurrency``).  Cases share the hub's queue, and new job classes submitted while
-others claim is where a hub's state is most fragile; a hub that refuses connections, answers
-nothing or only greets never reaches that point, so all its cases run side by side.  An
-``exclusive`` case runs alone afterwards.
+customer and ids), so up to ``concurrency`` of them run at once.  Their submissions and claims do
+not overlap, though: each (the frame sent and the reply awaited) goes through the run's queue lane,
+one at a time (the wait for it does not count against the case's budget, nor hold a place among
+the ``concurrency``).  New job classes submitted while others claim is where a hub's state is most
+fragile (empq's is, see issue 13's report); everything else (connecting, registering, progress,
+notifications, pings, bad input) runs side by side.  An ``exclusive`` case runs alone afterwards.
 
 The run's ``Memory`` shortens a wait once the hub has let it pass in vain and never met it (a hub
 that never answers ``cancel_job`` costs one step timeout, not one per case), and its ``Findings``
@@ -111,29 +110,8 @@ class Runner:
         ctx = Ctx(c, s.options, memory=self.memory, findings=self.findings)
         started, wall = time.monotonic(), time.time()
         scope = asyncio.timeout(budget)
-        in_lane, waited = False, 0.0
-
-        async def enter_lane() -> None:
-            """Take the queue lane (once); the budget and the place among the concurrent pause."""
-            nonlocal in_lane, waited
-            if in_lane:
-                return
-            loop = asyncio.get_running_loop()
-            since = loop.time()
-            left = (scope.when() or loop.time()) - loop.time()
-            scope.reschedule(None)
-            if gate is not None:
-                gate.release()
-            try:
-                await self.lane.acquire()
-                in_lane = True
-            finally:
-                if gate is not None:
-                    await gate.acquire()
-                waited = loop.time() - since
-            scope.reschedule(loop.time() + left)
-
-        ctx.enter_lane = enter_lane
+        lane = QueueLane(self.lane, scope, gate)
+        ctx.lane_guard = lane
         try:
             async with scope:
                 await c.fn(ctx)
@@ -174,18 +152,15 @@ class Runner:
                 self._suite_error(result, c, ctx, exc)
         except Exception as exc:  # a bug in the case itself
             self._suite_error(result, c, ctx, exc)
-        result.duration_ms = (time.monotonic() - started - waited) * 1000  # not the wait for the lane
+        result.duration_ms = (time.monotonic() - started - lane.waited) * 1000  # not the waits for the lane
         if c.tier is Tier.INFO and result.outcome == Outcome.FAILED.value:
             result.outcome, result.cause = Outcome.SKIPPED.value, None  # recorded, never judged
             result.message = f"not recorded: {result.message}"
         result.notes = list(ctx.notes)
         result.findings = sorted(ctx.seen)
         result.wire = wire_log(ctx.peers, wall)
-        try:
-            await ctx.cleanup(graceful=result.outcome == Outcome.PASSED.value)
-        finally:
-            if in_lane:
-                self.lane.release()
+        lane.leave_for_good()
+        await ctx.cleanup(graceful=result.outcome == Outcome.PASSED.value)
         return result
 
     @staticmethod
@@ -194,6 +169,55 @@ class Runner:
         result.message = f"{type(exc).__name__}: {exc} (while {ctx.step})"
         result.received = traceback.format_exc(limit=-3)
         result.cause = causes.suite_error(c, result.message).to_dict()
+
+
+class QueueLane:
+    """A case's way into the run's queue lane: ``async with`` around a submission or a claim (its
+    send and its reply).  Re-entrant within the case, also from its concurrent tasks (its own claims
+    may race each other): they share one entry.  While it waits, the case's budget is paused and
+    its place among the concurrent cases is given up."""
+
+    def __init__(self, lock: asyncio.Lock, scope: asyncio.Timeout, gate: asyncio.Semaphore | None) -> None:
+        self.lock, self.scope, self.gate = lock, scope, gate
+        self.depth = 0
+        self.held = False
+        self.entry: asyncio.Future[None] | None = None
+        self.waited = 0.0  # seconds spent waiting for the lane
+
+    async def __aenter__(self) -> None:
+        self.depth += 1
+        if self.depth == 1:
+            self.entry = asyncio.ensure_future(self._acquire())
+        assert self.entry is not None
+        await asyncio.shield(self.entry)
+
+    async def _acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        left = (self.scope.when() or since) - since
+        self.scope.reschedule(None)
+        if self.gate is not None:
+            self.gate.release()
+        try:
+            await self.lock.acquire()
+            self.held = True
+        finally:
+            if self.gate is not None:
+                await self.gate.acquire()
+            self.waited += loop.time() - since
+            self.scope.reschedule(loop.time() + left)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self.leave_for_good()
+
+    def leave_for_good(self) -> None:
+        """When the last user is out, and at the case's end however it ended: never keep the lane."""
+        self.depth = 0
+        if self.held:
+            self.held = False
+            self.lock.release()
 
 
 def wire_log(peers: list[SuitePeer], since: float) -> dict[str, list[dict[str, Any]]]:

@@ -180,11 +180,13 @@ async def test_one_case_at_a_time_submits_and_its_wait_is_not_budget():
     seen_together: list[int] = []
 
     async def submits(ctx: Ctx) -> None:
-        await ctx._lane("submit_job")  # what ctx.send does before a submit_job or claim_job
-        inside.append(ctx.case.id)
-        seen_together.append(len(inside))
-        await asyncio.sleep(0.3)
-        inside.remove(ctx.case.id)
+        async with ctx.lane("submit_job"):  # what ctx.request does around a submit_job and its reply
+            inside.append(ctx.case.id)
+            seen_together.append(len(inside))
+            await asyncio.sleep(0.3)
+            inside.remove(ctx.case.id)
+        async with ctx.lane("ping"):  # anything else: no lane
+            assert not inside
 
     cases = [
         Case(f"L-00{n}", "S", "lane", MUST, "-", ("submit_job",), submits, budget=0.5) for n in (1, 2, 3)
