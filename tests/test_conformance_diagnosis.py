@@ -194,3 +194,20 @@ async def test_one_case_at_a_time_submits_and_its_wait_is_not_budget():
     results = await Runner(Settings(Options(url="ws://unused"), concurrency=4)).run(cases)
     assert seen_together == [1, 1, 1]  # never two at once
     assert [r.outcome for r in results] == ["passed"] * 3  # the last waited 0.6 s, more than its budget
+
+
+async def test_an_exclusive_case_runs_alone_after_the_others():
+    running: list[str] = []
+    beside: dict[str, list[str]] = {}  # who else was running when each case started
+
+    async def case_fn(ctx: Ctx) -> None:
+        beside[ctx.case.id] = list(running)
+        running.append(ctx.case.id)
+        await asyncio.sleep(0.05)
+        running.remove(ctx.case.id)
+
+    big = Case("X-001", "S", "10 MB", MUST, "-", ("submit_job",), case_fn, exclusive=True)
+    others = [Case(f"Y-00{n}", "S", "small", MUST, "-", ("ping",), case_fn) for n in (1, 2, 3)]
+    results = await Runner(Settings(Options(url="ws://unused"), concurrency=4)).run([big, *others])
+    assert [r.id for r in results] == ["X-001", "Y-001", "Y-002", "Y-003"]  # reported in order
+    assert beside == {"Y-001": [], "Y-002": ["Y-001"], "Y-003": ["Y-001", "Y-002"], "X-001": []}
