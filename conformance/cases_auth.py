@@ -1,7 +1,8 @@
 """Authentication (Error Handling: AUTH_FAILED) — run only when the run is given role tokens.
 
 How a token is presented is not in the reference; the suite sends it as the register message's
-``auth_token`` field (empq D4 also takes ``Authorization: Bearer`` or ``?token=`` on the handshake).
+``auth_token`` field, or with ``--token-in header|query`` on the handshake (``Authorization: Bearer``
+or ``?token=``; empq D4 takes all three).  A wrong or missing token goes where the right one would.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import uuid
 from typing import Any
 
 from empq.conformance.ctx import Ctx, expect_field
-from empq.conformance.model import MUST, SHOULD, case
-from empq.conformance.wire import SuitePeer, summary
+from empq.conformance.model import MUST, SHOULD, Blocked, case
+from empq.conformance.wire import HandshakeRefused, SuitePeer, summary
 
 SECTION = "Error Handling › Authentication"
 
@@ -29,25 +30,41 @@ def _role(ctx: Ctx) -> str:
     ctx.skip("no role token given")
 
 
-async def _register(ctx: Ctx, peer: SuitePeer, role: str, token: str | None) -> dict[str, Any]:
-    extra = {"auth_token": token} if token is not None else {}
+async def _connect(ctx: Ctx, role: str, token: str) -> tuple[SuitePeer | None, dict[str, Any]]:
+    """Connect on ``role``'s URL presenting ``token`` ("" for none) and register: the reply.
+
+    With --token-in header or query a hub may refuse the handshake (401/403) instead: that is the
+    refusal (``{"type": "error", "error_code": "AUTH_FAILED", "handshake": status}``, no peer)."""
+    conn_id = f"conf-auth-{uuid.uuid4().hex[:8]}"
+    try:
+        peer = await ctx.raw(role=role, conn_id=conn_id, token=token)
+    except Blocked as blocked:
+        refused = blocked.failure
+        if ctx.options.token_in == "message" or not (
+            isinstance(refused, HandshakeRefused) and refused.status in (401, 403)
+        ):
+            raise
+        return None, {"type": "error", "error_code": "AUTH_FAILED", "handshake": refused.status}
+    extra = ctx.auth_fields(role, token)
     if role == "worker":
-        return await ctx.request(
+        reply = await ctx.request(
             peer,
             "register_worker",
             "worker_registered",
-            worker_id=f"conf-auth-{uuid.uuid4().hex[:8]}",
+            worker_id=conn_id,
             capabilities={"services": [ctx.service]},
             **extra,
         )
-    return await ctx.request(
-        peer,
-        "register_client",
-        "client_registered",
-        client_type="monitor" if role == "monitor" else "job_client",
-        client_id=f"conf-auth-{uuid.uuid4().hex[:8]}",
-        **extra,
-    )
+    else:
+        reply = await ctx.request(
+            peer,
+            "register_client",
+            "client_registered",
+            client_type="monitor" if role == "monitor" else "job_client",
+            client_id=conn_id,
+            **extra,
+        )
+    return peer, reply
 
 
 @case(
@@ -61,8 +78,7 @@ async def _register(ctx: Ctx, peer: SuitePeer, role: str, token: str | None) -> 
 )
 async def wrong_token(ctx: Ctx) -> None:
     role = _role(ctx)
-    peer = await ctx.raw()
-    reply = await _register(ctx, peer, role, f"wrong-{uuid.uuid4().hex}")
+    _, reply = await _connect(ctx, role, f"wrong-{uuid.uuid4().hex}")
     expect_field(ctx, reply, "type", "error", f"reply to registering as {role} with a wrong token")
     expect_field(ctx, reply, "error_code", "AUTH_FAILED")
 
@@ -78,9 +94,11 @@ async def wrong_token(ctx: Ctx) -> None:
 )
 async def wrong_token_closes(ctx: Ctx) -> None:
     role = _role(ctx)
-    peer = await ctx.raw()
-    reply = await _register(ctx, peer, role, f"wrong-{uuid.uuid4().hex}")
+    peer, reply = await _connect(ctx, role, f"wrong-{uuid.uuid4().hex}")
     expect_field(ctx, reply, "error_code", "AUTH_FAILED")
+    if peer is None:
+        ctx.note(f"refused on the handshake with HTTP {reply['handshake']}")
+        return
     code = await peer.wait_closed(ctx.timeout)
     ctx.note(f"closed with code {code}")
 
@@ -96,8 +114,7 @@ async def wrong_token_closes(ctx: Ctx) -> None:
 )
 async def missing_token(ctx: Ctx) -> None:
     role = _role(ctx)
-    peer = await ctx.raw()
-    reply = await _register(ctx, peer, role, None)
+    _, reply = await _connect(ctx, role, "")
     expect_field(ctx, reply, "type", "error", f"reply to registering as {role} without a token")
     expect_field(ctx, reply, "error_code", "AUTH_FAILED")
 
@@ -140,8 +157,7 @@ async def token_of_other_role(ctx: Ctx) -> None:
         ctx.skip("needs a worker token and a client or monitor token")
     if token == ctx.options.worker_token:
         ctx.skip("the worker token is also given for another role")
-    peer = await ctx.raw()
-    reply = await _register(ctx, peer, "worker", token)
+    _, reply = await _connect(ctx, "worker", token)
     ctx.check(
         reply["type"] == "error" and reply.get("error_code") == "AUTH_FAILED",
         "a job client's (or monitor's) token registered a worker",

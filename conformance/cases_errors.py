@@ -33,8 +33,7 @@ async def _invalid_submit(ctx: Ctx) -> dict[str, Any]:
         "requirements": {"service_type": ctx.service, "hardware": {"gpu_memory_gb": -1}},
     }
     reply = await ctx.answer(client, frame)
-    if reply.get("type") == "job_accepted":
-        ctx.jobs[reply["job_id"]] = client
+    ctx.track(reply, client)
     ctx.check(
         reply.get("type") == "error",
         f"a submit_job with gpu_memory_gb -1 was answered with {reply.get('type')}",
@@ -96,6 +95,11 @@ async def invalid_parameters_echo(ctx: Ctx) -> None:
  "original_message": "{\\"type\\":\\"invalid_type\\",...}"}
 """,
     messages=("unknown",),
+    hint="""
+The reference answers a message of a type it does not know with
+{"type": "unknown", "content": "Received unrecognized message type", "original_message": "<the frame>"},
+not with an error.
+""",
 )
 async def unknown_type(ctx: Ctx) -> None:
     client = await ctx.client()

@@ -35,6 +35,7 @@ def _submit_frame(ctx: Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     tier=SHOULD,
     reference="- **Maximum message size**: 10MB",
     messages=("submit_job", "error"),
+    exclusive=True,  # 10 MB on the wire: not beside cases that time their replies
 )
 async def over_limit(ctx: Ctx) -> None:
     client = await ctx.client()
@@ -51,8 +52,7 @@ async def over_limit(ctx: Ctx) -> None:
         )
         outcome = "closed with 1009"
     else:
-        if reply.get("type") == "job_accepted":
-            ctx.jobs[reply["job_id"]] = client
+        ctx.track(reply, client)
         ctx.check(
             reply.get("type") == "error",
             f"a frame of {len(frame)} bytes was answered with {reply.get('type')}",
@@ -128,15 +128,16 @@ async def _send_chunks(ctx: Ctx, peer: SuitePeer, chunks: list[dict[str, Any]]) 
 async def chunked_submit(ctx: Ctx) -> None:
     client = await ctx.client()
     chunks = _chunks(_submit_frame(ctx, {"prompt": "z" * 6000}), 3)
-    await _send_chunks(ctx, client, chunks)
-    accepted = await ctx.expect(client, ("job_accepted", "error"))
+    async with ctx.lane():  # the chunks carry a submit_job: in the queue lane until it is answered
+        await _send_chunks(ctx, client, chunks)
+        accepted = await ctx.expect(client, ("job_accepted", "error"))
     ctx.check(
         accepted["type"] == "job_accepted",
         f"the chunked submit_job was answered with {accepted['type']} {accepted.get('error_code', '')}",
         expected="job_accepted",
         received=summary(accepted),
     )
-    ctx.jobs[accepted["job_id"]] = client
+    ctx.track(accepted, client)
     receipt = await client.quiet(lambda f: f.get("type") == "chunked_message_complete", 0.5)
     ctx.check(
         receipt is not None,
@@ -158,10 +159,10 @@ async def chunked_submit(ctx: Ctx) -> None:
 )
 async def chunked_bad_hash(ctx: Ctx) -> None:
     client = await ctx.client()
-    await _send_chunks(ctx, client, _chunks(_submit_frame(ctx, {"prompt": "z" * 3000}), 3, bad_hash=True))
-    reply = await ctx.expect(client, ("error", "job_accepted", "chunked_message_complete"))
-    if reply["type"] == "job_accepted":
-        ctx.jobs[reply["job_id"]] = client
+    async with ctx.lane():
+        await _send_chunks(ctx, client, _chunks(_submit_frame(ctx, {"prompt": "z" * 3000}), 3, bad_hash=True))
+        reply = await ctx.expect(client, ("error", "job_accepted", "chunked_message_complete"))
+    ctx.track(reply, client)
     ctx.check(
         reply["type"] == "error",
         f"chunks with a wrong data_hash were answered with {reply['type']}",
@@ -169,8 +170,7 @@ async def chunked_bad_hash(ctx: Ctx) -> None:
         received=summary(reply),
     )
     late = await client.quiet(lambda f: f.get("type") == "job_accepted", 0.3)
-    if late is not None:
-        ctx.jobs[late["job_id"]] = client
+    ctx.track(late, client)
     ctx.check(
         late is None,
         "the message was processed despite the wrong hash",
@@ -190,8 +190,10 @@ async def chunked_bad_hash(ctx: Ctx) -> None:
 )
 async def chunked_reverse(ctx: Ctx) -> None:
     client = await ctx.client()
-    await _send_chunks(ctx, client, list(reversed(_chunks(_submit_frame(ctx, {"prompt": "r" * 3000}), 3))))
-    reply = await client.quiet(lambda f: f.get("type") in ("job_accepted", "error"), ctx.timeout)
-    if reply and reply["type"] == "job_accepted":
-        ctx.jobs[reply["job_id"]] = client
+    async with ctx.lane():
+        await _send_chunks(
+            ctx, client, list(reversed(_chunks(_submit_frame(ctx, {"prompt": "r" * 3000}), 3)))
+        )
+        reply = await client.quiet(lambda f: f.get("type") in ("job_accepted", "error"), ctx.timeout)
+    ctx.track(reply, client)
     ctx.note(f"reverse order: {summary(reply) if reply else 'no reply'}")

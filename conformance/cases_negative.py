@@ -26,6 +26,7 @@ class BadInput:
     title: str
     role: str  # raw | client | worker
     frame: Callable[[Ctx, SuitePeer], Frame]
+    url_role: str = "job_client"  # whose URL a raw (unregistered) connection uses
 
 
 def _submit(ctx: Ctx, **fields: Any) -> dict[str, Any]:
@@ -110,6 +111,7 @@ BATTERY = (
             "worker_id": "conf-bad",
             "capabilities": "gpu",
         },
+        url_role="worker",
     ),
     BadInput(
         "NEG-020",
@@ -138,11 +140,10 @@ def _register(bad: BadInput) -> None:
             peer = await ctx.worker()
         elif bad.role == "client":
             peer = await ctx.client()
-        else:
-            peer = await ctx.raw()
+        else:  # unregistered, on the URL of the role its frame is for
+            peer = await ctx.raw(role=bad.url_role)
         reply = await ctx.answer(peer, bad.frame(ctx, peer))
-        if reply.get("type") == "job_accepted":
-            ctx.jobs[reply["job_id"]] = peer
+        ctx.track(reply, peer)
         ctx.check(
             reply.get("type") in ("error", "unknown"),
             f"{bad.title} was answered with {reply.get('type')}",

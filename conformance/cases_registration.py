@@ -11,11 +11,6 @@ from empq.conformance.wire import summary
 SECTION = "Client Registration"
 
 
-def _token(ctx: Ctx, role: str) -> dict[str, str]:
-    token = ctx.options.token(role)
-    return {"auth_token": token} if token else {}
-
-
 @case(
     "REG-CLIENT-001",
     section=f"{SECTION} › Job Client Registration",
@@ -32,8 +27,8 @@ def _token(ctx: Ctx, role: str) -> dict[str, str]:
     messages=("register_client", "client_registered"),
 )
 async def register_job_client(ctx: Ctx) -> None:
-    peer = await ctx.raw()
     client_id = f"conf-app-{uuid.uuid4().hex[:8]}"
+    peer = await ctx.raw(role="job_client", conn_id=client_id)
     reply = await ctx.request(
         peer,
         "register_client",
@@ -42,7 +37,7 @@ async def register_job_client(ctx: Ctx) -> None:
         client_id=client_id,
         version="1.0.0",
         capabilities={"webhook_support": True, "compression": ["gzip"]},
-        **_token(ctx, "job_client"),
+        **ctx.auth_fields("job_client"),
     )
     expect_field(ctx, reply, "type", "client_registered", "reply to register_client")
     expect_field(ctx, reply, "client_id", client_id)
@@ -63,8 +58,8 @@ Connection Flow: Client->>Hub: Register Client/Worker; Hub-->>Client: Registrati
     messages=("register_client", "client_registered"),
 )
 async def register_monitor(ctx: Ctx) -> None:
-    peer = await ctx.raw()
     client_id = f"conf-dashboard-{uuid.uuid4().hex[:8]}"
+    peer = await ctx.raw(role="monitor", conn_id=client_id)
     reply = await ctx.request(
         peer,
         "register_client",
@@ -72,7 +67,7 @@ async def register_monitor(ctx: Ctx) -> None:
         client_type="monitor",
         client_id=client_id,
         permissions=["view_all_jobs", "view_system_stats"],
-        **_token(ctx, "monitor"),
+        **ctx.auth_fields("monitor"),
     )
     expect_field(ctx, reply, "type", "client_registered", "reply to register_client")
     expect_field(ctx, reply, "client_id", client_id)
@@ -97,8 +92,8 @@ async def register_monitor(ctx: Ctx) -> None:
     messages=("register_worker", "worker_registered"),
 )
 async def register_worker(ctx: Ctx) -> None:
-    peer = await ctx.raw()
     worker_id = f"conf-worker-gpu-{uuid.uuid4().hex[:8]}"
+    peer = await ctx.raw(role="worker", conn_id=worker_id)
     reply = await ctx.request(
         peer,
         "register_worker",
@@ -111,7 +106,7 @@ async def register_worker(ctx: Ctx) -> None:
         },
         subscribe_to_jobs=True,
         status="idle",
-        **_token(ctx, "worker"),
+        **ctx.auth_fields("worker"),
     )
     expect_field(ctx, reply, "type", "worker_registered", "reply to register_worker")
     expect_field(ctx, reply, "worker_id", worker_id)
@@ -139,8 +134,7 @@ async def before_registration(ctx: Ctx) -> None:
         payload={},
         requirements={"service_type": ctx.service},
     )
-    if reply["type"] == "job_accepted":
-        ctx.jobs[reply["job_id"]] = peer
+    ctx.track(reply, peer)
     ctx.check(
         reply["type"] == "error",
         "submit_job before registering was accepted",
@@ -167,7 +161,7 @@ async def register_twice(ctx: Ctx) -> None:
         "worker_registered",
         worker_id=f"conf-twice-{uuid.uuid4().hex[:8]}",
         capabilities={"services": [ctx.service]},
-        **_token(ctx, "worker"),
+        **ctx.auth_fields("worker"),
     )
     ctx.check(
         reply["type"] == "error",
@@ -189,14 +183,14 @@ async def register_twice(ctx: Ctx) -> None:
 )
 async def worker_id_in_use(ctx: Ctx) -> None:
     worker = await ctx.worker()
-    twin = await ctx.raw()
+    twin = await ctx.raw(role="worker")
     reply = await ctx.request(
         twin,
         "register_worker",
         "worker_registered",
         worker_id=worker.worker_id,
         capabilities={"services": [ctx.service]},
-        **_token(ctx, "worker"),
+        **ctx.auth_fields("worker"),
     )
     ctx.check(
         reply["type"] == "error",
@@ -233,8 +227,7 @@ async def roles_enforced(ctx: Ctx) -> None:
         payload={},
         requirements={"service_type": ctx.service},
     )
-    if reply["type"] == "job_accepted":
-        ctx.jobs[reply["job_id"]] = client
+    ctx.track(reply, client)
     ctx.check(
         reply["type"] == "error",
         "a worker's submit_job was not refused",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from empq.conformance import causes
 from empq.conformance.ctx import Ctx, expect_field
 from empq.conformance.model import INFO, MUST, SHOULD, case
 from empq.conformance.wire import SuitePeer, summary
@@ -54,6 +55,7 @@ async def _notifications(ctx: Ctx, peer: SuitePeer, **fields: Any) -> dict[str, 
             f"subscribe_job_notifications was refused: {reply.get('error_code')} {reply.get('error')}",
             expected="job_notifications_subscribed",
             received=reply,
+            cause=causes.refused("subscribe_job_notifications", reply.get("error_code")),
         )
     return reply
 
@@ -88,6 +90,7 @@ async def subscribe_job(ctx: Ctx) -> None:
         f"subscribe_job was refused: {reply.get('error_code')}",
         expected="a confirmation (empq: subscription_confirmed)",
         received=summary(reply),
+        cause=causes.refused("subscribe_job", reply.get("error_code")),
     )
     ctx.note(f"confirmed with {reply['type']} {reply.get('subscription_type', '')}".strip())
     worker = await ctx.worker()

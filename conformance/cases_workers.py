@@ -200,25 +200,51 @@ async def claim_matching(ctx: Ctx) -> None:
 @case(
     "WORK-CLAIM-007",
     section=CLAIM,
-    title="Order among equal priorities, and max_jobs above one (recorded)",
+    title="max_jobs above one (recorded)",
     tier=INFO,
     reference='{"type": "claim_job", "max_jobs": 1, ...}',
     messages=("claim_job", "job_assigned"),
 )
+async def claim_several(ctx: Ctx) -> None:
+    client = await ctx.client()
+    for n in range(3):
+        await ctx.submit(client, priority=50, payload={"n": n})
+    worker = await ctx.worker(max_concurrent_jobs=3)
+    jobs = await ctx.claim(worker, max_jobs=3)
+    ctx.note(f"max_jobs=3 assigned {len(jobs)} job(s)")
+    for job in jobs:
+        await ctx.complete(worker, job["job_id"])
+
+
+@case(
+    "WORK-CLAIM-008",
+    section=CLAIM,
+    title="Among equal priorities the oldest job is assigned first (a queue)",
+    tier=SHOULD,
+    reference="""
+Hub -> Client (acceptance): {"type": "job_accepted", "status": "queued", "position": 3, ...}
+Note over Hub: Job queued
+""",
+    messages=("submit_job", "claim_job", "job_assigned"),
+    hint="A queue serves equal priorities first in, first out (job_accepted.position counts the jobs ahead).",
+)
 async def claim_fifo(ctx: Ctx) -> None:
     client = await ctx.client()
     ids = [(await ctx.submit(client, priority=50, payload={"n": n}))["job_id"] for n in range(3)]
-    worker = await ctx.worker(max_concurrent_jobs=3)
-    jobs = await ctx.claim(worker, max_jobs=3)
-    got = [j["job_id"] for j in jobs]
-    ctx.note(f"max_jobs=3 assigned {len(got)} job(s)")
-    if got:
-        fifo = got == ids[: len(got)]
-        ctx.note(
-            "equal priorities were assigned oldest first" if fifo else "equal priorities not in FIFO order"
-        )
-    for job_id in got:
-        await ctx.complete(worker, job_id)
+    worker = await ctx.worker()
+    order = []
+    for _ in ids:
+        jobs = await ctx.claim(worker)
+        ctx.check(jobs, "a queued job was not assigned", expected="job_assigned", received="no job")
+        order.append(jobs[0]["job_id"])
+        await ctx.complete(worker, jobs[0]["job_id"])
+    names = {job_id: f"submitted {n + 1}" for n, job_id in enumerate(ids)}
+    ctx.check(
+        order == ids,
+        "equal priorities were not assigned oldest first",
+        expected=["submitted 1", "submitted 2", "submitted 3"],
+        received=[names.get(j, j) for j in order],
+    )
 
 
 @case(

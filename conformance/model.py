@@ -27,6 +27,7 @@ class Tier(StrEnum):
 class Outcome(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
+    BLOCKED = "blocked"  # a precondition (connecting, registering, a job accepted) failed first
     SKIPPED = "skipped"
     ERROR = "error"  # the suite itself broke (a bug in a case), not the hub
 
@@ -47,6 +48,8 @@ class Case:
     fn: CaseFn
     budget: float | None = None  # overall seconds for this case (None: the runner's default)
     needs_tokens: bool = False  # skipped unless the run was given role tokens
+    exclusive: bool = False  # runs alone, after the cases that run side by side
+    hint: str = ""  # what to fix when this case fails on its own assertion
 
 
 REGISTRY: dict[str, Case] = {}
@@ -62,6 +65,8 @@ def case(
     messages: Iterable[str],
     budget: float | None = None,
     needs_tokens: bool = False,
+    exclusive: bool = False,
+    hint: str = "",
 ) -> Callable[[CaseFn], CaseFn]:
     """Register a conformance case (ids must be unique)."""
 
@@ -78,6 +83,8 @@ def case(
             fn=fn,
             budget=budget,
             needs_tokens=needs_tokens,
+            exclusive=exclusive,
+            hint=" ".join(hint.split()),
         )
         return fn
 
@@ -112,18 +119,45 @@ def select(cases: list[Case], include: list[str] | None, exclude: list[str] | No
     return chosen
 
 
-class CaseFailure(AssertionError):
-    """The hub deviated: what was expected and what was received."""
+@dataclass(frozen=True)
+class Cause:
+    """Why a case failed, in words shared by every case it hit: failures with the same ``key``
+    are one root cause in the reports ("fix these first"), whatever case they happened in."""
 
-    def __init__(self, message: str, expected: Any = None, received: Any = None) -> None:
+    key: str
+    title: str
+    hint: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"key": self.key, "title": self.title, "hint": self.hint}
+
+
+class CaseFailure(AssertionError):
+    """The hub deviated: what was expected and what was received (and, when known, the cause)."""
+
+    def __init__(
+        self, message: str, expected: Any = None, received: Any = None, cause: Cause | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.expected = expected
         self.received = received
+        self.cause = cause
 
 
 class StepTimeout(CaseFailure):
     """Nothing suitable arrived within the step timeout."""
+
+
+class Blocked(CaseFailure):
+    """A precondition of the case failed (it could not connect, register, have a job accepted):
+    the case is reported as blocked by that failure's cause, not as one more failure."""
+
+    def __init__(self, failure: CaseFailure, step: str) -> None:
+        super().__init__(
+            f"blocked while {step}: {failure.message}", failure.expected, failure.received, failure.cause
+        )
+        self.failure = failure
 
 
 class CaseSkipped(Exception):
@@ -147,6 +181,8 @@ class Result:
     messages: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     wire: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    cause: dict[str, str] | None = None  # failed or blocked: Cause.to_dict()
+    findings: list[str] = field(default_factory=list)  # keys of the run's findings seen in this case
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -162,5 +198,7 @@ class Result:
             "reference": self.reference,
             "messages": self.messages,
             "notes": self.notes,
+            "cause": self.cause,
+            "findings": self.findings,
             "wire": self.wire,
         }

@@ -31,7 +31,7 @@ class PeerError(AssertionError):
 
 @dataclass
 class WireEntry:
-    direction: str  # "sent" | "received"
+    direction: str  # "sent" | "received" | "connect" (the URL the connection was opened to)
     at: float
     frame: Any
 

@@ -1,8 +1,14 @@
-"""Reports of a run: ``report.json`` (everything), ``junit.xml`` (for CI), ``report.html`` (for people).
+"""Reports of a run: ``report.json`` (everything), ``junit.xml`` (for CI), ``report.html`` (for people)
+and the console's closing text.
 
-The HTML page is self-contained (inline CSS and a few lines of JS, no external assets): summary
-counts, a table by section, and every case as an expandable block with its message, expected vs
-received, notes, the reference text it checks and its wire log per peer.
+Each opens with "fix these first": the failed and blocked cases grouped by their first cause
+(a refused handshake, a greeting of another type, a message type not answered, the same schema
+violation, the same close code, ...), each with the cases it fails and blocks and a hint, biggest
+first, then what the received frames got wrong that failed no case (deduplicated findings).
+
+The HTML page is self-contained (inline CSS and a few lines of JS, no external assets): that list,
+summary counts, a table by section, and every case as an expandable block with its message,
+cause, expected vs received, notes, the reference text it checks and its wire log per peer.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from empq.conformance.findings import Finding
 from empq.conformance.model import Outcome, Result
 
 OUTCOMES = [o.value for o in Outcome]
@@ -27,6 +34,88 @@ class RunInfo:
     started: str  # ISO 8601
     duration_s: float
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RootCause:
+    """One cause and what it did: the cases it failed and blocked, the frames it was seen in."""
+
+    key: str
+    title: str
+    hint: str = ""
+    failed: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    must: int = 0  # MUST cases among them
+    frames: int = 0  # received frames that showed it (schema findings)
+    seen_in: list[str] = field(default_factory=list)  # cases whose frames showed it
+
+    @property
+    def hits(self) -> int:
+        return len(self.failed) + len(self.blocked)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "title": self.title,
+            "hint": self.hint,
+            "failed": self.failed,
+            "blocked": self.blocked,
+            "must": self.must,
+            "frames": self.frames,
+            "seen_in": self.seen_in,
+        }
+
+    def counts(self) -> str:
+        parts = []
+        if self.failed:
+            parts.append(f"fails {len(self.failed)}")
+        if self.blocked:
+            parts.append(f"blocks {len(self.blocked)}")
+        if self.must:
+            parts.append(f"{self.must} MUST")
+        if self.frames:
+            parts.append(
+                f"{self.frames} frame{'s' if self.frames != 1 else ''} in {len(self.seen_in)} case(s)"
+            )
+        return ", ".join(parts)
+
+
+def root_causes(results: list[Result], findings: list[Finding] | None = None) -> list[RootCause]:
+    """Failed, blocked and broken cases grouped by cause (with the findings of the same key), the
+    causes that hit most cases first; then the findings that failed no case, most frames first."""
+    groups: dict[str, RootCause] = {}
+    for r in results:
+        if r.outcome not in (Outcome.FAILED.value, Outcome.BLOCKED.value, Outcome.ERROR.value):
+            continue
+        cause = r.cause or {"key": f"case:{r.id}", "title": r.message, "hint": ""}
+        group = groups.setdefault(
+            cause["key"], RootCause(cause["key"], cause["title"], cause.get("hint", ""))
+        )
+        (group.blocked if r.outcome == Outcome.BLOCKED.value else group.failed).append(r.id)
+        group.must += r.tier == "MUST"
+    for f in findings or ():
+        group = groups.setdefault(f.key, RootCause(f.key, f.title, f.hint))
+        group.frames, group.seen_in = f.frames, sorted(f.cases)
+    return sorted(groups.values(), key=lambda g: (-g.hits, -g.must, -g.frames, g.key))
+
+
+def fix_first_text(causes: list[RootCause], limit: int = 20, ids: int = 10) -> str:
+    """The console's "fix these first" block."""
+    if not causes:
+        return "Fix these first: nothing (no case failed or was blocked; no frame violated its schema)"
+    hit = sum(c.hits for c in causes)
+    lines = [f"Fix these first ({len(causes)} causes; {hit} cases failed or blocked):"]
+    for n, c in enumerate(causes[:limit], 1):
+        lines.append(f"{n:>3}. {c.title} — {c.counts()}")
+        if c.hint:
+            lines.append(f"       hint: {c.hint}")
+        for label, items in (("fails", c.failed), ("blocks", c.blocked)):
+            if items:
+                more = f" … and {len(items) - ids} more" if len(items) > ids else ""
+                lines.append(f"       {label}: {', '.join(items[:ids])}{more}")
+    if len(causes) > limit:
+        lines.append(f"  … {len(causes) - limit} more causes in report.json")
+    return "\n".join(lines)
 
 
 def summary_counts(results: list[Result]) -> dict[str, Any]:
@@ -46,34 +135,40 @@ def by_section(results: list[Result]) -> dict[str, list[Result]]:
 
 
 def summary_line(results: list[Result]) -> str:
-    """``N passed, N failed, N skipped`` (errors count as failed)."""
+    """``N passed, N failed, N skipped`` (errors count as failed; ``N blocked`` before skipped when
+    any case was blocked).  INFO cases are never failed: the runner records or skips them."""
     c = summary_counts(results)
-    return f"{c['passed']} passed, {c['failed'] + c['error']} failed, {c['skipped']} skipped"
+    blocked = f"{c['blocked']} blocked, " if c["blocked"] else ""
+    return f"{c['passed']} passed, {c['failed'] + c['error']} failed, {blocked}{c['skipped']} skipped"
 
 
-def write_reports(results: list[Result], directory: Path, info: RunInfo) -> dict[str, Path]:
+def write_reports(
+    results: list[Result], directory: Path, info: RunInfo, findings: list[Finding] | None = None
+) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": directory / "report.json",
         "junit": directory / "junit.xml",
         "html": directory / "report.html",
     }
-    paths["json"].write_text(to_json(results, info), encoding="utf-8")
-    paths["junit"].write_bytes(to_junit(results, info))
-    paths["html"].write_text(to_html(results, info), encoding="utf-8")
+    paths["json"].write_text(to_json(results, info, findings), encoding="utf-8")
+    paths["junit"].write_bytes(to_junit(results, info, findings))
+    paths["html"].write_text(to_html(results, info, findings), encoding="utf-8")
     return paths
 
 
 # report.json -------------------------------------------------------------------------------
-def to_json(results: list[Result], info: RunInfo) -> str:
+def to_json(results: list[Result], info: RunInfo, findings: list[Finding] | None = None) -> str:
     document = {
         "suite": "empq conformance",
         "url": info.url,
         "started": info.started,
         "duration_s": round(info.duration_s, 3),
         "options": info.options,
+        "fix_first": [c.to_dict() for c in root_causes(results, findings)],
         "summary": summary_counts(results),
         "summary_line": summary_line(results),
+        "findings": [f.to_dict() for f in findings or ()],
         "cases": [r.to_dict() for r in results],
     }
     return json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n"
@@ -90,6 +185,10 @@ def _text(value: Any) -> str:
 
 def _details(r: Result, wire_frames: int = 40) -> str:
     parts = [r.message]
+    if r.cause:
+        parts.append(
+            "cause: " + r.cause["title"] + (f" (hint: {r.cause['hint']})" if r.cause.get("hint") else "")
+        )
     if r.expected is not None:
         parts.append("expected: " + _text(r.expected))
     if r.received is not None:
@@ -104,7 +203,9 @@ def _details(r: Result, wire_frames: int = 40) -> str:
     return "\n".join(parts)
 
 
-def to_junit(results: list[Result], info: RunInfo) -> bytes:
+def to_junit(results: list[Result], info: RunInfo, findings: list[Finding] | None = None) -> bytes:
+    """A testsuite per section (blocked cases are skipped with their cause), after a first, empty
+    testsuite "fix these first" whose properties and system-out list the root causes."""
     c = summary_counts(results)
     root = ET.Element(
         "testsuites",
@@ -112,9 +213,17 @@ def to_junit(results: list[Result], info: RunInfo) -> bytes:
         tests=str(c["total"]),
         failures=str(c["failed"]),
         errors=str(c["error"]),
-        skipped=str(c["skipped"]),
+        skipped=str(c["skipped"] + c["blocked"]),
         time=f"{info.duration_s:.3f}",
     )
+    causes = root_causes(results, findings)
+    first = ET.SubElement(
+        root, "testsuite", name="fix these first", tests="0", failures="0", errors="0", skipped="0", time="0"
+    )
+    props = ET.SubElement(first, "properties")
+    for n, cause in enumerate(causes, 1):
+        ET.SubElement(props, "property", name=f"cause {n}", value=f"{cause.title} — {cause.counts()}")
+    ET.SubElement(first, "system-out").text = fix_first_text(causes, limit=len(causes), ids=len(results))
     for section, items in by_section(results).items():
         sc = summary_counts(items)
         suite = ET.SubElement(
@@ -124,7 +233,7 @@ def to_junit(results: list[Result], info: RunInfo) -> bytes:
             tests=str(sc["total"]),
             failures=str(sc["failed"]),
             errors=str(sc["error"]),
-            skipped=str(sc["skipped"]),
+            skipped=str(sc["skipped"] + sc["blocked"]),
             time=f"{sum(r.duration_ms for r in items) / 1000:.3f}",
         )
         ET.SubElement(ET.SubElement(suite, "properties"), "property", name="url", value=info.url)
@@ -140,6 +249,9 @@ def to_junit(results: list[Result], info: RunInfo) -> bytes:
                 ET.SubElement(case, "failure", message=r.message, type=r.tier).text = _details(r)
             elif r.outcome == Outcome.ERROR.value:
                 ET.SubElement(case, "error", message=r.message, type="SuiteError").text = _details(r)
+            elif r.outcome == Outcome.BLOCKED.value:
+                title = (r.cause or {}).get("title", r.message)
+                ET.SubElement(case, "skipped", message=f"blocked by: {title}").text = _details(r)
             elif r.outcome == Outcome.SKIPPED.value:
                 ET.SubElement(case, "skipped", message=r.message)
             if r.notes:
@@ -150,7 +262,8 @@ def to_junit(results: list[Result], info: RunInfo) -> bytes:
 
 # report.html -------------------------------------------------------------------------------
 CSS = """
-:root { --pass:#1a7f37; --fail:#cf222e; --skip:#9a6700; --err:#8250df; --line:#d0d7de; --soft:#f6f8fa; }
+:root { --pass:#1a7f37; --fail:#cf222e; --skip:#9a6700; --err:#8250df; --block:#bc4c00; --line:#d0d7de;
+        --soft:#f6f8fa; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1200px;
        padding: 24px; color: #1f2328; }
@@ -161,6 +274,10 @@ h1 { margin: 0 0 4px; font-size: 24px; } h2 { margin-top: 32px; border-bottom: 1
 .tile b { display: block; font-size: 26px; }
 .tile.passed b { color: var(--pass); } .tile.failed b { color: var(--fail); }
 .tile.skipped b { color: var(--skip); } .tile.error b { color: var(--err); }
+.tile.blocked b { color: var(--block); }
+ol.causes { padding-left: 24px; } ol.causes li { margin: 8px 0; } .causes .counts { color: #59636e; }
+.causes .hint { margin: 2px 0; color: #0550ae; }
+.causes a { font-family: ui-monospace, monospace; font-size: 12px; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0; }
 th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: var(--soft); } td.n { text-align: right; font-variant-numeric: tabular-nums; }
@@ -170,6 +287,7 @@ details.case > summary { cursor: pointer; padding: 6px 10px; list-style: none; }
 details.case > summary::-webkit-details-marker { display: none; }
 details.passed { border-left-color: var(--pass); } details.failed { border-left-color: var(--fail); }
 details.skipped { border-left-color: var(--skip); } details.error { border-left-color: var(--err); }
+details.blocked { border-left-color: var(--block); } .blocked .badge { color: var(--block); }
 .badge { display: inline-block; width: 44px; font-weight: 700; font-size: 12px; }
 .passed .badge { color: var(--pass); } .failed .badge { color: var(--fail); }
 .skipped .badge { color: var(--skip); } .error .badge { color: var(--err); }
@@ -181,8 +299,9 @@ details.skipped { border-left-color: var(--skip); } details.error { border-left-
 pre { background: var(--soft); padding: 8px; border-radius: 6px; overflow-x: auto; white-space: pre-wrap;
       word-break: break-word; margin: 4px 0; font-size: 12px; }
 .wire td { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; } .wire .sent { color: #0550ae; }
-.wire .received { color: #116329; } .controls button { margin-right: 6px; }
+.wire .received { color: #116329; } .wire .connect { color: #59636e; } .controls button { margin-right: 6px; }
 body.only-problems details.passed, body.only-problems details.skipped { display: none; }
+body.only-problems details.blocked { display: none; }
 h4 { margin: 10px 0 2px; }
 """
 
@@ -195,7 +314,7 @@ function expand(open) {
 }
 """
 
-LABEL = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP", "error": "ERROR"}
+LABEL = {"passed": "PASS", "failed": "FAIL", "blocked": "BLOCK", "skipped": "SKIP", "error": "ERROR"}
 
 
 def _e(value: Any) -> str:
@@ -214,7 +333,7 @@ def _bad(outcome: str, n: int) -> str:
     return " bad" if outcome in ("failed", "error") and n else ""
 
 
-def _case_html(r: Result) -> str:
+def _case_html(r: Result, titles: dict[str, str]) -> str:
     is_open = " open" if r.outcome in ("failed", "error") else ""
     parts = [
         f'<details class="case {r.outcome}" id="{_e(r.id)}"{is_open}>',
@@ -225,6 +344,17 @@ def _case_html(r: Result) -> str:
     ]
     if r.message:
         parts.append(f'<p class="msg">{_e(r.message)}</p>')
+    if r.cause:
+        hint = f" — {_e(r.cause['hint'])}" if r.cause.get("hint") else ""
+        parts.append(
+            f'<p>Cause: <a href="#cause-{_e(_slug(r.cause["key"]))}">{_e(r.cause["title"])}</a>{hint}</p>'
+        )
+    if r.findings:
+        parts.append(
+            "<p>Findings in its frames: "
+            + "; ".join(f'<a href="#cause-{_e(_slug(k))}">{_e(titles.get(k, k))}</a>' for k in r.findings)
+            + "</p>"
+        )
     if r.expected is not None or r.received is not None:
         parts.append(
             f'<div class="grid"><div><h4>Expected</h4><pre>{_e(r.expected)}</pre></div>'
@@ -250,11 +380,36 @@ def _case_html(r: Result) -> str:
     return "\n".join(parts)
 
 
-def to_html(results: list[Result], info: RunInfo) -> str:
+def _slug(key: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in key.lower())[:120]
+
+
+def _causes_html(causes: list[RootCause]) -> str:
+    if not causes:
+        return "<p>Nothing: no case failed or was blocked, and no frame violated its schema.</p>"
+    items = []
+    for cause in causes:
+        links = []
+        for label, ids in (("fails", cause.failed), ("blocks", cause.blocked)):
+            if ids:
+                links.append(f"{label}: " + " ".join(f'<a href="#{_e(i)}">{_e(i)}</a>' for i in ids))
+        hint = f'<p class="hint">{_e(cause.hint)}</p>' if cause.hint else ""
+        items.append(
+            f'<li id="cause-{_e(_slug(cause.key))}"><b>{_e(cause.title)}</b> '
+            f'<span class="counts">— {_e(cause.counts())}</span>{hint}'
+            + "".join(f"<div>{link}</div>" for link in links)
+            + "</li>"
+        )
+    return f'<ol class="causes" id="fix-first">{"".join(items)}</ol>'
+
+
+def to_html(results: list[Result], info: RunInfo, findings: list[Finding] | None = None) -> str:
     c = summary_counts(results)
     sections = by_section(results)
+    titles = {f.key: f.title for f in findings or ()}
     tiles = "".join(
-        f'<div class="tile {o}"><b>{c[o]}</b>{o}</div>' for o in ("passed", "failed", "skipped", "error")
+        f'<div class="tile {o}"><b>{c[o]}</b>{o}</div>'
+        for o in ("passed", "failed", "blocked", "skipped", "error")
     )
     tier_rows = "".join(
         f"<tr><td>{t}</td>"
@@ -281,10 +436,13 @@ def to_html(results: list[Result], info: RunInfo) -> str:
         f'<p class="meta">Hub <code>{_e(info.url)}</code> · started {_e(info.started)} · '
         f"{info.duration_s:.1f} s · {c['total']} cases</p>",
         f'<p class="summary-line"><b>{_e(summary_line(results))}</b></p>',
+        "<h2>Fix these first</h2>",
+        _causes_html(root_causes(results, findings)),
         f'<div class="tiles" id="summary">{tiles}</div>',
         f"<table><tr><th>tier</th>{head}</tr>{tier_rows}</table>",
         "<p>MUST: behaviour the reference documents · SHOULD: what it implies but does not state · "
-        "INFO: behaviour it leaves open (recorded, not judged).</p>",
+        "INFO: behaviour it leaves open (recorded, not judged). Blocked: a precondition of the case "
+        "(connecting, registering, a job accepted) failed first, for the cause named.</p>",
         "<h2>By section</h2>",
         f'<table id="sections"><tr><th>section</th><th>cases</th>{head}</tr>{"".join(section_rows)}</table>',
         '<p class="controls"><button onclick="show(\'all\')">all cases</button>'
@@ -294,6 +452,6 @@ def to_html(results: list[Result], info: RunInfo) -> str:
     ]
     for section, items in sections.items():
         body.append(f'<h2 id="{_anchor(section)}">{_e(section)}</h2>')
-        body.extend(_case_html(r) for r in items)
+        body.extend(_case_html(r, titles) for r in items)
     body.append("</body></html>")
     return "\n".join(body) + "\n"

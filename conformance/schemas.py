@@ -21,6 +21,8 @@ class Violation:
     path: str
     message: str
     value: Any
+    keyword: str = ""  # the JSON Schema keyword that failed: required, type, enum, ...
+    expected: Any = None  # that keyword's value in the schema (the required names, the type, ...)
 
     def __str__(self) -> str:
         return f"{self.path or '(message)'}: {self.message}"
@@ -50,6 +52,7 @@ class SchemaSet:
             if name.startswith("messages/")
         }
         self._validators: dict[str, Draft202012Validator] = {}
+        self._millis: dict[str, frozenset[str]] = {}
 
     def validator(self, key: str) -> Draft202012Validator:
         """Validator for a message type (``submit_job``) or a path (``envelopes/to_hub.json``)."""
@@ -70,8 +73,25 @@ class SchemaSet:
         found = []
         for err in self.validator(key).iter_errors(frame):
             path = ".".join(str(p) for p in err.absolute_path)
-            found.append(Violation(path, err.message, err.instance))
+            found.append(Violation(path, err.message, err.instance, str(err.validator), err.validator_value))
         return sorted(found, key=lambda v: v.path)
+
+    def millis_fields(self, kind: str) -> frozenset[str]:
+        """The top-level fields of a message type that hold Unix milliseconds (``timestamp`` always)."""
+        if kind not in self._millis:
+            props = self.messages.get(kind, {}).get("properties", {})
+            self._millis[kind] = frozenset(
+                {"timestamp"} | {name for name, sub in props.items() if _refers_to_millis(sub)}
+            )
+        return self._millis[kind]
+
+
+def _refers_to_millis(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    if str(schema.get("$ref", "")).endswith("UnixMillis"):
+        return True
+    return any(_refers_to_millis(s) for key in ("allOf", "anyOf", "oneOf") for s in schema.get(key, ()))
 
 
 @cache
