@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 
-from empq.hub.config import HubConfig
+from empq.hub.config import HELP, SECRETS, HubConfig
 
 from empq.cli import command
 
@@ -21,38 +21,24 @@ def port_number(text: str) -> int:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    d = HubConfig()
-    p.add_argument("--host", help=f"interface to listen on (EMPQ_HOST, default {d.host})")
-    p.add_argument("--ws-port", type=port_number, help=f"WebSocket port (EMPQ_WS_PORT, default {d.ws_port})")
-    p.add_argument(
-        "--http-port",
-        type=int,
-        help=f"HTTP API, /metrics and dashboard port (EMPQ_HTTP_PORT, default {d.http_port}; -1 = off)",
-    )
-    p.add_argument(
-        "--redis-url", help="Redis URL (EMPQ_REDIS_URL); without it an embedded redis-server is started"
-    )
-    p.add_argument("--data-dir", help=f"embedded Redis data dir (EMPQ_DATA_DIR, default {d.data_dir})")
-    p.add_argument(
-        "--claim-timeout-ms", type=int, help=f"default claim timeout (default {d.claim_timeout_ms})"
-    )
-    p.add_argument(
-        "--heartbeat-interval-ms",
-        type=int,
-        help=f"expected heartbeat cadence (default {d.heartbeat_interval_ms})",
-    )
-    p.add_argument(
-        "--job-retention-s",
-        type=float,
-        help=f"forget finished jobs this long after they end (EMPQ_JOB_RETENTION_S, default "
-        f"{d.job_retention_s:g} = 7 days; 0 = keep)",
-    )
-    p.add_argument("--log-level", help="debug, info, warning (EMPQ_LOG_LEVEL, default info)")
-    p.add_argument("--tls-cert", help="certificate (PEM) to serve wss:// (EMPQ_TLS_CERT)")
-    p.add_argument("--tls-key", help="private key (PEM) for --tls-cert (EMPQ_TLS_KEY)")
-    p.add_argument(
-        "--auth-file", help="JSON token file: role, customer binding, permissions (EMPQ_AUTH_FILE)"
-    )
+    """A flag for every setting of ``HubConfig`` but the tokens (environment only: a flag would
+    show them in ``ps``); its help is ``config.HELP``'s, with the variable and the default."""
+    defaults = HubConfig()
+    for f in fields(HubConfig):
+        if f.name in SECRETS:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        shown = "none" if default in (None, "") else default
+        text = f"{HELP[f.name]} ({HubConfig.ENV_PREFIX}{f.name.upper()}, default {shown})".replace("%", "%%")
+        kind = str(f.type)
+        if kind.startswith("bool"):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif f.name == "ws_port":
+            p.add_argument(flag, type=port_number, help=text)
+        else:
+            convert = int if kind.startswith("int") else float if kind.startswith("float") else str
+            p.add_argument(flag, type=convert, metavar=f.name.upper(), help=text)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -75,25 +61,14 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = HubConfig.from_env(
-            host=args.host,
-            ws_port=args.ws_port,
-            http_port=args.http_port,
-            redis_url=args.redis_url,
-            data_dir=args.data_dir,
-            claim_timeout_ms=args.claim_timeout_ms,
-            heartbeat_interval_ms=args.heartbeat_interval_ms,
-            job_retention_s=args.job_retention_s,
-            log_level=args.log_level,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            auth_file=args.auth_file,
+            **{f.name: getattr(args, f.name) for f in fields(HubConfig) if f.name not in SECRETS}
         )
     except ValueError as exc:
         print(f"empq hub: invalid setting: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from empq.hub import logs
+
+    logs.setup(config.log_level, config.log_format)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(run_hub(config))

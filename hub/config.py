@@ -54,6 +54,7 @@ class HubConfig:
     tls_cert: str = ""
     tls_key: str = ""
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one JSON object per line)
 
     ENV_PREFIX = "EMPQ_"
 
@@ -79,9 +80,60 @@ class HubConfig:
             raise ValueError(f"ws_port {config.ws_port} is not a port (0-65535)")
         if not -1 <= config.http_port <= 65535:
             raise ValueError(f"http_port {config.http_port} is not a port (0-65535, -1 = off)")
+        if config.log_format not in ("text", "json"):
+            raise ValueError(f"log_format {config.log_format!r} must be text or json")
         if not config.job_retention_s >= 0:
             raise ValueError(f"job_retention_s {config.job_retention_s:g} must be >= 0 (0 = keep forever)")
         return config
+
+
+# What each setting does: the CLI's --help, README's settings table (tools/settings_table.py,
+# kept in sync by a test) and the error for a bad value all read it.
+HELP: dict[str, str] = {
+    "host": "interface to listen on (WebSocket and HTTP)",
+    "ws_port": "WebSocket port",
+    "http_port": "HTTP API, /metrics and dashboard port; 0 = any free port, -1 = off",
+    "redis_url": "Redis URL (redis://, unix://); none: an embedded redis-server in data_dir",
+    "data_dir": "data dir of the embedded redis-server (AOF)",
+    "key_prefix": "prefix of every Redis key; one hash tag, so one Redis Cluster slot",
+    "hub_id": "this hub's id among hubs on one Redis; none: generated at start",
+    "server_version": "server_version announced in connection_established",
+    "max_message_size": "largest frame in bytes (larger: close 1009; use chunked_message)",
+    "chunk_threshold": "messages to a peer over this many bytes go as chunks if it asked for them",
+    "claim_timeout_ms": "claim_timeout when a claim_job gives none: unaccepted jobs go back to the queue",
+    "retry_base_seconds": "retry delay after the first failure (doubles each time)",
+    "retry_max_seconds": "longest retry delay",
+    "default_max_retries": "max_retries of a job that gives none",
+    "heartbeat_interval_ms": "heartbeat cadence asked of workers",
+    "notify_fanout": "idle workers sent job_available per submitted job",
+    "sweep_interval_ms": "how often timers fire (claim and run deadlines, retries, reaping)",
+    "heartbeat_timeout_ms": "a worker silent this long is gone: its jobs are requeued",
+    "reconnect_grace_ms": "a worker whose connection dropped keeps its jobs this long",
+    "status_interval_ms": "how often monitors get system_status",
+    "job_retention_s": "finished jobs are forgotten this long after they end; 0 = keep",
+    "idempotency_ttl_s": "how long a submission's idempotency_key is remembered",
+    "queue_alert_per_worker": "alert when queued jobs exceed this many per worker",
+    "client_tokens": "comma-separated job-client tokens (no token anywhere: open dev mode)",
+    "worker_tokens": "comma-separated worker tokens",
+    "monitor_tokens": "comma-separated monitor tokens",
+    "monitor_permissions": "permissions of the monitor tokens above",
+    "auth_file": "JSON token file: role, customer binding, permissions per token",
+    "registration_timeout_ms": "a connection that has not registered by then is closed",
+    "max_unregistered_frame": "largest frame in bytes before a connection registers",
+    "max_unregistered_connections": "connections not yet registered; more are refused (1013)",
+    "max_outbound_buffer": "bytes a peer may leave unread before it is disconnected",
+    "max_worker_info_bytes": "largest worker capabilities, telemetry or relayed message (JSON bytes)",
+    "submit_rate": "submissions per second per client identity and hub; 0 = no limit",
+    "submit_burst": "submissions at once above the rate; 0 = twice the rate",
+    "max_queued_jobs": "refuse submissions while this many jobs wait; 0 = no bound",
+    "max_queued_per_customer": "the same, per customer; 0 = no bound",
+    "metrics_public": "serve /metrics without a token when tokens are configured",
+    "tls_cert": "certificate (PEM) to serve wss:// and https://",
+    "tls_key": "private key (PEM) of tls_cert",
+    "log_level": "debug, info, warning or error",
+    "log_format": "text, or json: one JSON object per line, for log shippers",
+}
+SECRETS = frozenset({"client_tokens", "worker_tokens", "monitor_tokens"})  # by environment only
 
 
 def _convert(kind: Any, raw: str) -> Any:

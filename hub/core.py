@@ -36,6 +36,7 @@ from empq.hub.config import HubConfig
 from empq.hub.fanout import Fanout
 from empq.hub.fleet import FleetStore
 from empq.hub.jobs import JobManager
+from empq.hub.logs import event
 from empq.hub.metrics import HubMetrics
 from empq.hub.monitoring import Monitoring
 from empq.hub.resp import RedisReplyError
@@ -76,6 +77,7 @@ class HubCore:
         self.limiter = SubmissionLimiter(config.submit_rate, config.submit_burst)
         self.mean_processing_time: float | None = None
         self.hub_count = 1
+        self.redis_down_since: float | None = None  # monotonic time Redis became unreachable
         self.workers = WorkerRegistry(self)
         self.subs = Subscriptions(self.hub_id)
         self.fanout = Fanout(self)
@@ -101,10 +103,13 @@ class HubCore:
         """Too many connections have not registered yet: a new one is refused (D19)."""
         return len(self.unregistered) >= self.config.max_unregistered_connections
 
-    def connect(self, conn_id: str, token: str | None = None) -> None:
+    def connect(self, conn_id: str, token: str | None = None, address: str = "") -> None:
         """A connection opened (the outbox can already send to it): greet it. ``token``: what the
-        peer presented on the handshake (Authorization header or ?token=)."""
-        self.sessions[conn_id] = Session(conn_id, handshake_token=token, connected_at=now_ms())
+        peer presented on the handshake (Authorization header or ?token=); ``address``: its
+        host:port, for the log."""
+        session = Session(conn_id, handshake_token=token, connected_at=now_ms(), address=address)
+        self.sessions[conn_id] = session
+        log.debug("%s connected from %s", conn_id, address or "?", extra={"event": "connected"})
         self.unregistered.add(conn_id)
         self.fanout.send(
             conn_id,
@@ -159,7 +164,7 @@ class HubCore:
         except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits in a payload or result
             request.refuse("INVALID_PARAMETERS", f"cannot store this message: {exc}", {"field": "(message)"})
         except (RedisReplyError, OSError) as exc:
-            log.warning("storage error on %s: %s", message.type, exc)
+            self.redis_lost(exc, message.type)
             request.refuse("SERVICE_UNAVAILABLE", "storage unavailable, retry")
         except Exception:
             log.exception("handler for %s failed", message.type)
@@ -172,12 +177,21 @@ class HubCore:
         the reconnect grace period (D16): its liveness deadline is set so the reaper takes it then."""
         session = self.sessions.pop(conn_id, None)
         self.unregistered.discard(conn_id)
+        if session is not None:
+            log.debug("%s closed (%s %s)", conn_id, session.role.value, session.peer_id or "-")
         self.subs.drop(conn_id)
         self.chunks.drop(conn_id)
         if session is None or not session.worker_id:
             return
         if self.workers.remove(session.worker_id, conn_id) is not None and not session.said_goodbye:
-            deadline = now_ms() - self.config.heartbeat_timeout_ms + self.config.reconnect_grace_ms
+            grace = self.config.reconnect_grace_ms
+            log.info(
+                "worker %s dropped its connection: its jobs wait %g s for it to come back",
+                session.worker_id,
+                grace / 1000,
+                extra=event(session, "dropped"),
+            )
+            deadline = now_ms() - self.config.heartbeat_timeout_ms + grace
             try:
                 await self.fleet.worker_seen(session.worker_id, deadline)
             except (RedisReplyError, OSError) as exc:
@@ -189,8 +203,8 @@ class HubCore:
         broadcasts, chunk stream expiry, unregistered connections (every ``sweep_interval_ms``)."""
         now = now_ms()
         try:
-            for event in await self.store.sweep():
-                self.jobs.on_timer(event)
+            for fired in await self.store.sweep():
+                self.jobs.on_timer(fired)
             self.mean_processing_time = await self.store.mean_processing_time()
             if now >= self._next_seen:  # before reaping: a recent frame keeps a worker alive
                 self._next_seen = now + min(1000, self.config.heartbeat_timeout_ms // 4)
@@ -203,12 +217,14 @@ class HubCore:
                 if self.config.job_retention_s > 0:
                     await self.store.forget_finished(int(self.config.job_retention_s * 1000))
                 await self.store.forget_idle_classes()
+                await self.monitoring.review()
                 self.limiter.forget_full()
             if now >= self._next_status:
                 self._next_status = now + self.config.status_interval_ms
                 await self.monitoring.status_round()
+            self.redis_restored()
         except (RedisReplyError, OSError) as exc:
-            log.warning("timers failed: %s", exc)
+            self.redis_lost(exc)
         await self._stats_round(now)
         for conn_id, chunk_id in self.chunks.expired(now):
             text = f"chunk stream {chunk_id} expired"
@@ -216,6 +232,21 @@ class HubCore:
                 conn_id, error("CHUNK_ERROR", text, None, {"chunk_id": chunk_id, "reason": "expired"})
             )
         self._close_unregistered(now)
+
+    def redis_lost(self, exc: BaseException, during: str = "timers") -> None:
+        """Said once when Redis goes away (then at DEBUG), and once when it is back."""
+        if self.redis_down_since is None:
+            self.redis_down_since = time.monotonic()
+            log.warning("Redis unreachable (%s: %s): answering SERVICE_UNAVAILABLE", during, exc,
+                        extra={"event": "redis_lost"})  # fmt: skip
+        else:
+            log.debug("storage error on %s: %s", during, exc)
+
+    def redis_restored(self) -> None:
+        if self.redis_down_since is not None:
+            down = time.monotonic() - self.redis_down_since
+            self.redis_down_since = None
+            log.warning("Redis reachable again after %.1f s", down, extra={"event": "redis_restored"})
 
     async def _stats_round(self, now: int) -> None:
         """stats_update to the subscriptions due; viewers who may see the same get one computation."""
@@ -249,7 +280,14 @@ class HubCore:
         """A worker stopped heartbeating or did not come back within the grace period: its jobs
         are requeued (a retry each), monitors told, its connection closed if it is still here."""
         events = await self.jobs.release_worker(worker_id, lost=True)
+        log.warning(
+            "worker %s lost (no sign of life): %d job(s) handed back",
+            worker_id,
+            len(events),
+            extra={"event": "lost", "role": "worker", "peer_id": worker_id},
+        )
         self.monitoring.alert(
+            f"worker_lost:{worker_id}",
             "warning",
             "worker_lost",
             f"worker {worker_id} is gone",

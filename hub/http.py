@@ -75,7 +75,7 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-DEFAULT_CLIENT_ID = "http-api"
+DEFAULT_CLIENT_ID = "http-api"  # with tokens: the client id of a request without X-Client-Id
 MAX_SCANNED = 5000  # jobs of the index one GET /api/jobs looks at (a page may then be short)
 
 
@@ -111,6 +111,13 @@ class HttpApi:
         self.ws_port = ws_port
         self.ws_tls = ws_tls
         self._ids = itertools.count(1)
+        # in open dev mode a request without X-Client-Id is the local user, as the CLI is
+        # (empq-cli-<user>): one local user sees its jobs from both
+        self.default_client_id = DEFAULT_CLIENT_ID
+        if core.auth.open:
+            from empq.client import default_client_id
+
+            self.default_client_id = default_client_id()
         self.server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.port = 0
@@ -184,7 +191,7 @@ class HttpApi:
         try:
             fields: dict[str, Any] = {
                 "client_type": role,
-                "client_id": request.headers.get("x-client-id") or DEFAULT_CLIENT_ID,
+                "client_id": request.headers.get("x-client-id") or self.default_client_id,
             }
             if role == "monitor":
                 fields["permissions"] = sorted(ALL_PERMISSIONS)  # intersected with the token's

@@ -35,6 +35,27 @@ if TYPE_CHECKING:
     from empq.hub.workers import LocalWorker
 
 log = logging.getLogger("empq.hub")
+job_log = logging.getLogger("empq.hub.jobs")  # one line per job that ends (silence: set it to WARNING)
+
+
+def ended(job_id: str, routing: Routing, status: str, worker_id: str | None, detail: str) -> None:
+    """A job reached a final state: the log says which, what kind, how and who ran it."""
+    job_log.info(
+        "job %s (%s) %s%s%s",
+        job_id,
+        routing.job_type,
+        status,
+        f" by worker {worker_id}" if worker_id else "",
+        f": {detail}" if detail else "",
+        extra={
+            "event": "job_final",
+            "job_id": job_id,
+            "job_type": routing.job_type,
+            "status": status,
+            "worker_id": worker_id,
+            "customer": routing.customer_id,
+        },
+    )
 
 
 def now_ms() -> int:
@@ -117,6 +138,7 @@ class JobManager:
             notified = hub.fanout.job_claimable(job_id, job_class.id, customer_id, priority)
         else:
             hub.monitoring.alert(
+                f"no_capable_worker:{job_id}",
                 "warning",
                 "no_capable_worker",
                 f"No connected worker can run job {job_id}",
@@ -200,6 +222,7 @@ class JobManager:
             job_type=done.routing.job_type,
         )
         hub.fanout.publish(job_id, done.routing, message, states.COMPLETED)
+        ended(job_id, done.routing, states.COMPLETED, worker_id, f"in {done.processing_time:.3g} s")
         return done
 
     async def fail(
@@ -238,6 +261,9 @@ class JobManager:
                 error=error,
             )
         hub.fanout.publish(job_id, failed.routing, update, update.status.value)
+        if not failed.retry:
+            detail = f"{error} (retries: {failed.retry_count})"
+            ended(job_id, failed.routing, states.FAILED, worker_id, detail)
         return failed
 
     async def _as_holder(self, worker_id: str, job_id: str, store_call: Any) -> Any:
@@ -261,6 +287,7 @@ class JobManager:
             stop = protocol.make(JobCancelled, **fields, worker_id=cancelled.holder)
             hub.fanout.to_worker(cancelled.holder, stop, release=job_id)
         hub.fanout.publish(job_id, cancelled.routing, message, states.CANCELLED, exclude=by)
+        ended(job_id, cancelled.routing, states.CANCELLED, cancelled.holder, reason)
         return message
 
     # transitions without a message: timers, workers leaving ------------------------------------
@@ -287,6 +314,8 @@ class JobManager:
             )
         self.hub.fanout.to_worker(event.worker_id, update, release=event.job_id)
         self.hub.fanout.publish(event.job_id, event.routing, update, update.status.value)
+        if update.status.value == states.TIMEOUT:
+            ended(event.job_id, event.routing, states.TIMEOUT, event.worker_id, "past its time limit")
         if update.status.value == states.QUEUED:
             self.claimable(event.job_id, event.routing)
 
@@ -305,6 +334,8 @@ class JobManager:
                 text, error = f"worker {worker_id} lost and no retries left", "worker lost"
             update = job_update(event.job_id, status, event.previous, message=text, error=error)
             hub.fanout.publish(event.job_id, event.routing, update, status)
+            if status == states.FAILED:
+                ended(event.job_id, event.routing, status, worker_id, text)
             if lost:
                 hub.metrics.job_failed(event.routing.job_type, retry=status == states.QUEUED)
                 if hub.workers.get(worker_id) is None:  # connected to another hub: it frees the slot

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("empq.hub")
 
 ALL_SECTIONS = ("jobs", "workers", "throughput", "system")
-KEPT_ALERTS = 50  # recent alerts kept; status and stats show the last 10 a viewer may see
+KEPT_ALERTS = 50  # alerts in force kept (oldest give way); status and stats show the last 10
 
 
 def now_ms() -> int:
@@ -41,15 +42,25 @@ def customer_workers_only(summary: dict[str, Any], customer_id: str) -> dict[str
     return {k: v for k, v in summary.items() if k != "current_jobs"}
 
 
+@dataclass
+class Alert:
+    """An alert in force until its condition ends (``Monitoring.clear``)."""
+
+    key: str  # the condition: "no_capable_worker:<job>", "queue", "worker_lost:<worker>"
+    customer_id: str | None  # the customer it concerns (None: the fleet or the queue)
+    record: dict[str, Any]  # as shown in system_status and stats: severity, category, message, timestamp
+    details: dict[str, Any]
+
+
 class Monitoring:
     def __init__(self, hub: HubCore) -> None:
         self.hub = hub
-        self.alerts: list[tuple[str | None, dict[str, Any]]] = []  # (customer concerned, alert)
-        self.queue_alert_active = False
+        self.active: dict[str, Alert] = {}  # alerts in force, oldest first
 
     # alerts -----------------------------------------------------------------------------------
     def alert(
         self,
+        key: str,
         severity: str,
         category: str,
         message: str,
@@ -57,9 +68,12 @@ class Monitoring:
         actions: list[str],
         customer_id: str | None = None,
     ) -> None:
-        """system_alert to the monitors that may see it (all hubs); kept for system_status.
+        """Raise an alert for the condition ``key`` (once while it lasts): system_alert to the
+        monitors that may see it (all hubs), kept in force for system_status and stats.
         ``customer_id``: the customer whose job it names (its monitors see it too); None for an
         operator alert (the fleet, the queue), seen by unbound monitors only."""
+        if key in self.active:
+            return
         alert = protocol.make(
             SystemAlert,
             severity=severity,
@@ -70,15 +84,50 @@ class Monitoring:
         )
         record: dict[str, Any] = {"severity": severity, "category": category, "message": message}
         record["timestamp"] = alert.timestamp
-        self.alerts = [*self.alerts[1 - KEPT_ALERTS :], (customer_id, record)]
+        self.active[key] = Alert(key, customer_id, record, details)
+        while len(self.active) > KEPT_ALERTS:  # the oldest gives way
+            self.active.pop(next(iter(self.active)))
         log.warning("alert %s/%s: %s", severity, category, message)
         self.hub.fanout.to_monitors(alert, customer_id, SEES_ALERTS)
 
+    def clear(self, key: str, why: str) -> None:
+        """The condition ended: the alert leaves those in force, and monitors are told with a
+        system_alert of severity info, the same category and details.cleared true."""
+        alert = self.active.pop(key, None)
+        if alert is None:
+            return
+        category = alert.record["category"]
+        message = f"resolved: {alert.record['message']} ({why})"
+        log.info("alert %s cleared: %s", category, why)
+        notice = protocol.make(
+            SystemAlert,
+            severity="info",
+            category=category,
+            message=message,
+            details={**alert.details, "cleared": True},
+        )
+        self.hub.fanout.to_monitors(notice, alert.customer_id, SEES_ALERTS)
+
+    async def review(self) -> None:
+        """End the no_capable_worker alerts whose job left the queue or found a worker."""
+        for key in list(self.active):
+            if not key.startswith("no_capable_worker:"):
+                continue
+            job_id = key.split(":", 1)[1]
+            status, class_id, customer = await self.hub.store.fields(job_id, "status", "class", "customer_id")
+            job_class = self.hub.store.classes.get(class_id or "")
+            if status != QUEUED:
+                self.clear(key, f"job {status or 'gone'}")
+            elif job_class is not None and self.hub.workers.someone_can_run(job_class, customer or None):
+                self.clear(key, "a connected worker can run it now")
+
     def alerts_for(self, session: Session | None) -> list[dict[str, Any]]:
-        """The recent alerts this session may see, newest last."""
+        """The alerts in force this session may see, newest last."""
         if session is None:
             return []
-        return [a for c, a in self.alerts if monitor_sees(session, c, SEES_ALERTS)][-10:]
+        return [a.record for a in self.active.values() if monitor_sees(session, a.customer_id, SEES_ALERTS)][
+            -10:
+        ]
 
     # system_status ------------------------------------------------------------------------------
     async def system_status(self, viewer: Session | None = None) -> SystemStatus:
@@ -112,8 +161,9 @@ class Monitoring:
         fields = await self._status_fields()
         threshold = self.hub.config.queue_alert_per_worker * max(1, fields["active_workers"])
         over = fields["pending_jobs"] > threshold
-        if over and not self.queue_alert_active:
+        if over:
             self.alert(
+                "queue",
                 "warning",
                 "resource_constraint",
                 "Queue depth exceeding normal capacity",
@@ -124,7 +174,8 @@ class Monitoring:
                 },
                 ["Consider scaling up workers", "Review job priorities"],
             )
-        self.queue_alert_active = over
+        else:
+            self.clear("queue", f"{fields['pending_jobs']} queued, threshold {threshold}")
         frames: dict[bytes, bytes] = {}  # monitors that see the same alerts share one frame
         for conn_id, session in list(self.hub.sessions.items()):
             if session.role is Role.MONITOR:

@@ -244,7 +244,7 @@ class HubServer:
         self.outbox.attach(conn_id, ws)
         request = ws.request
         token = handshake_token(request.path, request.headers.get("Authorization")) if request else None
-        core.connect(conn_id, token)
+        core.connect(conn_id, token, _peer(ws))
         # dispatches of PIPELINABLE frames still running, oldest first; any other frame waits for them
         running: collections.deque[asyncio.Task[None]] = collections.deque()
         try:
@@ -377,20 +377,42 @@ async def run_hub(config: HubConfig, ready: Any = None) -> None:
     except asyncio.CancelledError:
         log.info("stopped while starting")
         return
+    core = server.core
+    assert core is not None
+    scheme = "wss" if config.tls_cert else "ws"
     log.info(
-        "empq hub %s listening on ws://%s:%d",
-        server.core.hub_id if server.core else "?",
+        "empq hub %s listening on %s://%s:%d",
+        core.hub_id,
+        scheme,
         config.host,
         server.port,
+        extra={"event": "started", "hub_id": core.hub_id, "port": server.port},
     )
     log.info("using Redis at %s", server.redis_description)
     if server.http is not None:
         log.info("HTTP API, /metrics and dashboard on http://%s:%d/", config.host, server.http.port)
+    tokens = len(core.auth.tokens)
+    auth = f"{tokens} token(s)" + (f" from {config.auth_file}" if config.auth_file else "")
+    log.info(
+        "settings: %s; claim timeout %g s, heartbeat %g s (lost after %g s, grace %g s), retries %d, "
+        "retention %s, frames up to %d MB%s",
+        auth if tokens else "open dev mode",
+        config.claim_timeout_ms / 1000,
+        config.heartbeat_interval_ms / 1000,
+        config.heartbeat_timeout_ms / 1000,
+        config.reconnect_grace_ms / 1000,
+        config.default_max_retries,
+        f"{config.job_retention_s / 86400:g} days" if config.job_retention_s else "forever",
+        config.max_message_size // (1024 * 1024),
+        f"; submit rate {config.submit_rate:g}/s" if config.submit_rate else "",
+    )
     tune_gc()
     if ready is not None:
         ready(server)
     try:
         await stop.wait()
-        log.info("shutting down")
+        log.info("shutting down: telling %d connection(s)", len(core.sessions), extra={"event": "stopping"})
     finally:
         await server.stop()
+        log.info("empq hub %s stopped after %.0f s", core.hub_id, (now_ms() - core.started) / 1000,
+                 extra={"event": "stopped", "hub_id": core.hub_id})  # fmt: skip

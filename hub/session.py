@@ -89,9 +89,14 @@ class Session:
     chunked_messages: bool = False
     handshake_token: str | None = None  # presented on the WebSocket handshake (D4)
     connected_at: int = 0  # ms; unregistered past the registration timeout: closed (D19)
+    address: str = ""  # the peer's host:port, for the log
     owner: str = ""  # digest of the token it registered with ('' in open dev mode)
     grant: Grant = field(default_factory=lambda: Grant("new"))  # what its token allows
     said_goodbye: bool = False  # sent disconnect (or was closed by the hub): no reconnect grace
+
+    @property
+    def peer_id(self) -> str | None:
+        return self.worker_id or self.client_id
 
     @property
     def identity(self) -> str:

@@ -204,3 +204,16 @@ async def test_http_port_off(redis_url):
         assert server.http is None
     finally:
         await server.stop()
+
+
+async def test_in_open_dev_mode_the_http_api_sees_the_local_users_cli_jobs(hub):
+    from empq.client import EmpQueueClient, default_client_id
+
+    async with EmpQueueClient(hub.url, client_id=default_client_id()) as sdk:  # as `empq submit` does
+        job_id = await sdk.submit_job({"job_type": "t", "payload": {}})
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http.port}", timeout=10) as api:
+        listed = (await api.get("/api/jobs")).json()["jobs"]
+        assert [j["job_id"] for j in listed] == [job_id]
+        assert (await api.get(f"/api/jobs/{job_id}")).json()["status"] == "queued"
+        other = await api.get("/api/jobs", headers={"X-Client-Id": "someone-else"})
+        assert other.json()["jobs"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from empq.generated.messages.chunked_message import ChunkedMessage
@@ -10,10 +11,13 @@ from empq.generated.messages.disconnect import Disconnect
 from empq.generated.messages.pong import Pong
 from empq.hub.chunks import Complete, Refused
 from empq.hub.commands.request import Handler, Request
+from empq.hub.logs import event
 from empq.hub.session import Role
 from empq.hub.workers import now_ms
 
 from empq import protocol
+
+log = logging.getLogger("empq.hub")
 
 
 async def ping(req: Request[Any]) -> None:
@@ -33,8 +37,15 @@ async def disconnect(req: Request[Disconnect]) -> None:
         hub.workers.remove(session.worker_id)  # not offered its own jobs back
         # its jobs first, then its registration: until the jobs are back in the queue, the id
         # stays this token's (another token registering it meanwhile would resume them, D19)
-        await hub.jobs.release_worker(session.worker_id, lost=False)
+        released = await hub.jobs.release_worker(session.worker_id, lost=False)
         await hub.fleet.worker_gone(session.worker_id)
+        log.info(
+            "worker %s disconnected (%s): %d job(s) back in the queue",
+            session.worker_id,
+            req.message.reason or "no reason given",
+            len(released),
+            extra=event(session, "disconnected"),
+        )
     if req.message.cleanup_subscriptions is not False:
         hub.subs.drop(session.conn_id)
     hub.outbox.close(session.conn_id, 1000, "disconnect")

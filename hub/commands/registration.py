@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -11,10 +12,13 @@ from empq.generated.messages.register_worker import RegisterWorker
 from empq.generated.messages.worker_registered import WorkerRegistered
 from empq.hub.auth import Grant
 from empq.hub.commands.request import Handler, Request
+from empq.hub.logs import event
 from empq.hub.session import Role
 from empq.hub.workers import LocalWorker, now_ms
 
 from empq import protocol
+
+log = logging.getLogger("empq.hub")
 
 
 def authenticate(req: Request[RegisterClient] | Request[RegisterWorker], role: str) -> Grant | None:
@@ -27,6 +31,14 @@ def authenticate(req: Request[RegisterClient] | Request[RegisterWorker], role: s
             {"worker_id": msg.worker_id} if isinstance(msg, RegisterWorker) else {"client_id": msg.client_id}
         )
         reason = "missing token" if not presented else f"invalid {role} token"
+        log.warning(
+            "authentication failed: %s %s from %s (%s)",
+            role,
+            next(iter(who.values())),
+            session.address or "?",
+            reason,
+            extra={"event": "auth_failed", "role": role, "address": session.address, "reason": reason},
+        )
         req.refuse("AUTH_FAILED", "Authentication failed", {"reason": reason, **who})
         req.hub.outbox.close(session.conn_id, 1008, "authentication failed")
     return grant
@@ -98,6 +110,14 @@ async def register_client(req: Request[RegisterClient]) -> None:
     if session.customer_id:
         fields["customer_id"] = session.customer_id
     req.reply(protocol.make(ClientRegistered, **fields))
+    log.info(
+        "%s %s registered%s from %s",
+        session.role.value,
+        msg.client_id,
+        f" (customer {session.customer_id})" if session.customer_id else "",
+        session.address or "?",
+        extra=event(session, "registered"),
+    )
     if session.role is Role.MONITOR:
         hub.fanout.send(session.conn_id, await hub.monitoring.system_status(session))
 
@@ -141,6 +161,7 @@ async def register_worker(req: Request[RegisterWorker]) -> None:
             last_heartbeat=now_ms(),
         )
     )
+    hub.monitoring.clear(f"worker_lost:{msg.worker_id}", "the worker is back")
     fields: dict[str, Any] = {
         "worker_id": msg.worker_id,
         "status": "registered",
@@ -150,6 +171,15 @@ async def register_worker(req: Request[RegisterWorker]) -> None:
     if held:
         fields["resumed_jobs"] = held
     req.reply(protocol.make(WorkerRegistered, **fields))
+    log.info(
+        "worker %s registered%s from %s: %s%s",
+        msg.worker_id,
+        f" (customer {session.customer_id})" if session.customer_id else "",
+        session.address or "?",
+        ", ".join(capabilities.get("services") or ()) or "no services",
+        f"; resumed {len(held)} job(s)" if held else "",
+        extra=event(session, "registered"),
+    )
 
 
 def _not_yours(req: Request[RegisterWorker], worker_id: str) -> None:
