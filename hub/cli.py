@@ -30,7 +30,27 @@ def configure(p: argparse.ArgumentParser) -> None:
         help=f"HTTP API, /metrics and dashboard port (EMPQ_HTTP_PORT, default {d.http_port}; -1 = off)",
     )
     p.add_argument(
-        "--redis-url", help="Redis URL (EMPQ_REDIS_URL); without it an embedded redis-server is started"
+        "--redis-url",
+        help="Redis URL (EMPQ_REDIS_URL): redis://, rediss:// (TLS), unix://, "
+        "redis+sentinel://host:26379/name "
+        "(README: Redis deployments); without it an embedded redis-server is started",
+    )
+    p.add_argument(
+        "--key-prefix",
+        help=f"prefix of every Redis key, with one hash tag (EMPQ_KEY_PREFIX, default {d.key_prefix}); hubs "
+        "sharing a prefix share their queues",
+    )
+    p.add_argument(
+        "--redis-wait-replicas",
+        type=int,
+        help="answer a call once this many replicas have its writes (Redis WAIT; EMPQ_REDIS_WAIT_REPLICAS, "
+        "default 0 = asynchronous replication)",
+    )
+    p.add_argument(
+        "--redis-wait-timeout-ms",
+        type=int,
+        help=f"how long WAIT waits for them; then the call fails as SERVICE_UNAVAILABLE "
+        f"(EMPQ_REDIS_WAIT_TIMEOUT_MS, default {d.redis_wait_timeout_ms})",
     )
     p.add_argument("--data-dir", help=f"embedded Redis data dir (EMPQ_DATA_DIR, default {d.data_dir})")
     p.add_argument(
@@ -79,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
             ws_port=args.ws_port,
             http_port=args.http_port,
             redis_url=args.redis_url,
+            key_prefix=args.key_prefix,
+            redis_wait_replicas=args.redis_wait_replicas,
+            redis_wait_timeout_ms=args.redis_wait_timeout_ms,
             data_dir=args.data_dir,
             claim_timeout_ms=args.claim_timeout_ms,
             heartbeat_interval_ms=args.heartbeat_interval_ms,

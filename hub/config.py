@@ -7,13 +7,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from empq.hub.redis_url import RedisUrlError, parse_redis_url, redact
+
 
 @dataclass
 class HubConfig:
     host: str = "127.0.0.1"
     ws_port: int = 3002
     http_port: int = 3001  # HTTP API, /metrics, dashboard; 0 = any free port, -1 = off
-    redis_url: str | None = None  # None: start an embedded redis-server
+    redis_url: str | None = None  # None: start an embedded redis-server (see hub/redis_url.py)
+    # WAIT after each batch of Redis calls: a call is answered once this many replicas have its
+    # writes (0: asynchronous replication, the default; see README "Redis Sentinel")
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000
     data_dir: Path = field(default_factory=lambda: Path(".empq"))
     key_prefix: str = "{empq}"  # one hash tag: every key in one Redis Cluster slot
     hub_id: str = ""  # default: generated at start
@@ -68,9 +74,23 @@ class HubConfig:
             raise ValueError(f"ws_port {config.ws_port} is not a port (0-65535)")
         if not -1 <= config.http_port <= 65535:
             raise ValueError(f"http_port {config.http_port} is not a port (0-65535, -1 = off)")
+        if config.redis_url:
+            try:
+                parse_redis_url(config.redis_url).ssl_context()  # the TLS files must load
+            except RedisUrlError as exc:
+                raise ValueError(f"redis_url {redact(config.redis_url)}: {exc}") from None
+        if config.redis_wait_replicas < 0 or config.redis_wait_timeout_ms <= 0:
+            raise ValueError("redis_wait_replicas must be >= 0 and redis_wait_timeout_ms > 0")
         if not config.job_retention_s >= 0:
             raise ValueError(f"job_retention_s {config.job_retention_s:g} must be >= 0 (0 = keep forever)")
         return config
+
+    @property
+    def redis_wait(self) -> tuple[int, int] | None:
+        """(replicas, timeout ms) for WAIT after each batch, or None."""
+        if self.redis_wait_replicas <= 0:
+            return None
+        return self.redis_wait_replicas, self.redis_wait_timeout_ms
 
 
 def _convert(kind: Any, raw: str) -> Any:
