@@ -317,7 +317,7 @@ class SentinelSet:
     """A primary, ``replicas`` replicas and ``sentinels`` Sentinels (quorum 1) watching it."""
 
     def __init__(
-        self, directory: Path, replicas: int = 1, sentinels: int = 1, down_after_ms: int = 500
+        self, directory: Path, replicas: int = 1, sentinels: int = 1, down_after_ms: int = 1000
     ) -> None:
         self.directory = directory
         self.servers: list[RedisProcess] = []
@@ -334,7 +334,7 @@ class SentinelSet:
                 replica = RedisProcess(
                     self.directory / f"replica{i}",
                     free_port(),
-                    {"replicaof": f"127.0.0.1 {primary.port}", "replica-priority": 100 - i},
+                    {"replicaof": f"127.0.0.1 {primary.port}"},
                 )
                 self.servers.append(replica.start())
             wait_until(
@@ -390,6 +390,18 @@ class SentinelSet:
             return server if server.connection().info("replication")["role"] == "master" else None
 
         return wait_until(promoted, timeout, "the Sentinels to promote a replica")
+
+    def rejoin(self, old: RedisProcess, timeout: float = 30) -> None:
+        """Start a stopped primary again as a replica of the current one (as its restart script
+        would: the Sentinels would convert it too, within about ten seconds) and wait for the sync."""
+        old.options["replicaof"] = f"127.0.0.1 {self.primary_port()}"
+        old.start()
+
+        def synced() -> bool:
+            info = old.connection().info("replication")
+            return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
+        wait_until(synced, timeout, f"127.0.0.1:{old.port} to rejoin as a replica")
 
     def url(self, extra_sentinels: tuple[str, ...] = (), query: str = "") -> str:
         hosts = ",".join([*extra_sentinels, *(f"127.0.0.1:{s.port}" for s in self.sentinels)])

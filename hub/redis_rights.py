@@ -42,7 +42,7 @@ PROBES: dict[str, tuple[str, ...]] = {
     "DEL": ("K",),
     "LPUSH": ("K", "v"),
     "LTRIM": ("K", "0", "1"),
-    "PUBLISH": ("C", "{}"),
+    "PUBLISH": ("C", '{"hub": "acl-probe", "kind": "probe"}'),  # never sent; hubs would ignore it
     # called by the Lua scripts
     "HGET": ("K", "f"),
     "HINCRBY": ("K", "f", "1"),
@@ -86,6 +86,14 @@ class RedisRightsError(RuntimeError):
 
 async def check_rights(client: RespClient, prefix: str, extra: tuple[tuple[Any, ...], ...] = ()) -> None:
     """Raise ``RedisRightsError`` naming every command (or key/channel right) the user lacks."""
+    wait, client.wait = client.wait, None  # no WAIT inside the transaction
+    try:
+        await _check(client, prefix, extra)
+    finally:
+        client.wait = wait
+
+
+async def _check(client: RespClient, prefix: str, extra: tuple[tuple[Any, ...], ...]) -> None:
     try:
         await client.execute("MULTI")
     except RedisReplyError as exc:

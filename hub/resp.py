@@ -699,9 +699,12 @@ def _release(
         error: BaseException | None = RedisConnectionError("WAIT was cancelled")
     elif waited.exception() is not None:
         error = waited.exception()
-    elif int(waited.result()) < replicas:
+    elif not isinstance(waited.result(), int):
+        error = RedisConnectionError(f"WAIT answered {waited.result()!r}")
+    elif waited.result() < replicas:
         error = RedisNotReplicated(
-            f"written, but acknowledged by {waited.result()} of {replicas} replica(s) within {timeout_ms} ms"
+            f"written, but acknowledged by {waited.result()} of {replicas} replica(s) within {timeout_ms} ms "
+            "(--redis-wait-replicas, --redis-wait-timeout-ms)"
         )
     else:
         error = None
