@@ -346,7 +346,12 @@ class RespClient:
             raise RedisConnectionError(f"Redis at {where} {_refusal(setup, exc)}") from exc
         except (RedisConnectionError, TimeoutError) as exc:
             transport.close()
-            hint = "" if self.target.tls else " (a TLS port? then use rediss://)"
+            if self.target.tls is None:
+                hint = " (a TLS port? then use rediss://)"
+            elif self.target.tls.certfile is None:
+                hint = " (does it want a client certificate? ssl_certfile, ssl_keyfile)"
+            else:
+                hint = ""
             raise RedisConnectionError(
                 f"Redis at {where} did not answer{hint}: {exc or 'timed out'}"
             ) from exc
