@@ -171,9 +171,9 @@ def parse_redis_url(url: str) -> RedisUrl:
         known = ", ".join(s + "://" for s in SCHEMES)
         raise RedisUrlError(f"Redis URL scheme {parts.scheme or '(none)'!r} is not one of {known}")
     query: dict[str, str] = {}
+    accepted = OWN_PARAMETERS + IGNORED_PARAMETERS + (SENTINEL_PARAMETERS if "sentinel" in scheme else ())
     for name, values in parse_qs(parts.query, keep_blank_values=True).items():
-        known = OWN_PARAMETERS + IGNORED_PARAMETERS + (SENTINEL_PARAMETERS if "sentinel" in scheme else ())
-        if name not in known:
+        if name not in accepted:
             raise RedisUrlError(
                 f"unknown parameter {name!r} in the Redis URL; the hub reads {', '.join(OWN_PARAMETERS)}"
                 + (f", {', '.join(SENTINEL_PARAMETERS)}" if "sentinel" in scheme else "")

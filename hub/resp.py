@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import ssl
 from collections.abc import Callable, Iterable
@@ -147,6 +148,8 @@ class _Protocol(asyncio.Protocol):
 class _RoutedProtocol(_Protocol):
     """Keeps each command until its reply; hands the ones Redis did not run to the client."""
 
+    commands: collections.deque[tuple[Any, ...] | None]
+
     def __init__(self, client: RespClient) -> None:
         super().__init__()
         self.client = client
@@ -261,7 +264,8 @@ class RespClient:
         if self.mode == "sentinel":
             return [await self._sentinel_primary()]
         if self.mode == "cluster":
-            return ([self.address] if self.address else []) + [n for n in self.nodes if n != self.address]
+            first: list[Address | None] = [self.address] if self.address else []
+            return first + [n for n in self.nodes if n != self.address]
         if self.target.unix:
             return [None]
         return list(self.target.hosts)
@@ -717,7 +721,11 @@ def _release(
         if i.done():
             _settle(i, o, error)
         else:  # sent again elsewhere (redirected): settled with that batch's own WAIT
-            i.add_done_callback(lambda i, o=o: _settle(i, o, None))
+            i.add_done_callback(functools.partial(_settle_later, outer=o))
+
+
+def _settle_later(inner: asyncio.Future[Any], outer: asyncio.Future[Any]) -> None:
+    _settle(inner, outer, None)
 
 
 def _settle(inner: asyncio.Future[Any], outer: asyncio.Future[Any], error: BaseException | None) -> None:
@@ -766,6 +774,10 @@ class _SubscriberProtocol(asyncio.Protocol):
             self.closed.set_result(None)
 
 
+def _same(protocol: asyncio.Protocol) -> asyncio.Protocol:
+    return protocol
+
+
 class RespSubscriber:
     """Redis pub/sub on its own connection: ``on_message(data: bytes)`` for every message on
     ``channel``.  Re-subscribes after a lost connection (e.g. a Redis restart or failover), then
@@ -792,7 +804,7 @@ class RespSubscriber:
             transport = None
             try:
                 protocol = _SubscriberProtocol(self.on_message, self._subscribed)
-                transport = await c.open_connection(lambda p=protocol: p)
+                transport = await c.open_connection(functools.partial(_same, protocol))
                 auth = c.target.auth_command()
                 commands = ([auth] if auth else []) + [("SUBSCRIBE", self.channel)]
                 transport.write(b"".join(encode_command(command) for command in commands))  # type: ignore[attr-defined]
