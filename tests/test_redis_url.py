@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 from empq.hub.config import HubConfig
-from empq.hub.redis_rights import ACL_COMMANDS, PROBES, check_rights, script_commands
+from empq.hub.redis_rights import ACL_COMMANDS, PROBES, acl_rule, check_rights, script_commands
 from empq.hub.redis_url import RedisUrlError, key_slot, parse_redis_url, prefix_slot_tag, redact
 from empq.hub.resp import RespClient, _Protocol
 
@@ -162,3 +162,8 @@ async def test_a_plain_redis_keeps_the_plain_connection(redis_url: str) -> None:
         assert await client.execute("EXISTS", "{t-plain}:acl-probe") == 0  # the probes ran nowhere
     finally:
         await client.close()
+
+
+def test_the_readme_lists_the_rights_the_hub_checks(repo: Path) -> None:
+    text = (repo / "README.md").read_text(encoding="utf-8")
+    assert f"ACL SETUSER empq on >secret {acl_rule('{empq}')}\n" in text
