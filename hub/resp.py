@@ -96,6 +96,7 @@ def encode_command_py(args: tuple[Any, ...] | list[Any]) -> bytes:
 
 class _Protocol(asyncio.Protocol):
     commands: collections.deque[tuple[Any, ...] | None] | None = None  # routed connections only
+    blocked = False
 
     def __init__(self) -> None:
         self.reader = hiredis.Reader(encoding="utf-8", errors="replace")
@@ -537,6 +538,12 @@ class RespClient:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        closed = RedisConnectionError("the Redis client was closed")
+        redo, self._redo = self._redo, []
+        held, self._held = self._held or [], None
+        _fail([f for _, f, _ in redo], closed)
+        for _, futures in held:
+            _fail(futures, closed)
 
     # commands Redis did not run (routed mode) ------------------------------------------------------
     def _redirected(self, command: tuple[Any, ...], future: asyncio.Future[Any], error: str) -> None:
@@ -554,6 +561,7 @@ class RespClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REDIRECT_BUDGET_S
         delay = 0.01
+        items: list[tuple[tuple[Any, ...], asyncio.Future[Any], str]] = []
         try:
             async with self._lock():
                 while self._redo:
@@ -575,17 +583,21 @@ class RespClient:
                         self._protocol = None
                         self._protocol = await self._open_command_connection()
                     await self._send_again([i for i in items if not i[1].done()])
+                    items = []
+                if self._protocol is not None:
+                    self._protocol.blocked = False
                 held, self._held = self._held or [], None
                 for commands, futures in held:
                     if self.connected:
                         self._send(commands, futures)
                     else:
                         _fail(futures, RedisConnectionError("connection to Redis lost while redirecting"))
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # closed: close() fails what is still waiting
+            _fail([f for _, f, _ in items], RedisConnectionError("the Redis client was closed"))
             raise
-        except Exception as exc:
+        except Exception as exc:  # e.g. no connection to where the commands belong: callers get the error
             held, self._held = self._held or [], None
-            redo, self._redo = self._redo, []
+            redo, self._redo = items + self._redo, []
             _fail([f for _, f, _ in redo], exc)
             for _, futures in held:
                 _fail(futures, exc)

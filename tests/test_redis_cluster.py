@@ -16,7 +16,7 @@ import httpx
 import pytest
 from conftest import hub_config
 from empq.hub.redis_url import key_slot
-from empq.hub.resp import RedisConfigError
+from empq.hub.resp import RedisConfigError, RedisConnectionError, RespClient
 from empq.hub.server import HubServer
 from redis_rig import Rig, until
 
@@ -99,6 +99,26 @@ async def test_a_slot_migration_is_followed(cluster: Cluster) -> None:
         assert redis.redirects["ASK"] + redis.redirects["TRYAGAIN"] >= 1, redis.redirects
         counts = target.connection().hgetall(f"{prefix}:counts")
         assert int(counts["completed"]) == 36
+
+
+async def test_calls_redirected_where_nobody_answers_fail(cluster: Cluster) -> None:
+    """A MOVED to a node that does not answer: the calls fail (SERVICE_UNAVAILABLE in the hub),
+    they do not hang; once the node answers the next call goes through."""
+    source, target = cluster.nodes[1], cluster.nodes[2]
+    prefix = prefix_on(cluster, source)
+    slot = key_slot(f"{prefix}:x")
+    client = RespClient(cluster.url(cluster.nodes[0]), slot_key=prefix, connect_timeout=0.3)
+    try:
+        assert await client.execute("SET", f"{prefix}:k", "v") == "OK"
+        await asyncio.to_thread(cluster.start_migration, slot, target)
+        await asyncio.to_thread(cluster.finish_migration, slot, target)
+        target.connection().execute_command("CLIENT", "PAUSE", 1000, "ALL")  # answers nothing for 1 s
+        with pytest.raises(RedisConnectionError, match="did not answer"):
+            await asyncio.wait_for(client.execute("GET", f"{prefix}:k"), 10)
+        assert await client.execute("GET", f"{prefix}:k") == "v"  # (once the pause is over)
+        assert client.address == target.address and client.redirects["MOVED"] == 1
+    finally:
+        await client.close()
 
 
 async def test_a_failover_is_followed(cluster: Cluster) -> None:
