@@ -43,6 +43,7 @@ PROBES: dict[str, tuple[str, ...]] = {
     "LPUSH": ("K", "v"),
     "LTRIM": ("K", "0", "1"),
     "PUBLISH": ("C", '{"hub": "acl-probe", "kind": "probe"}'),  # never sent; hubs would ignore it
+    "SUBSCRIBE": ("C",),  # (on the bus connection)
     # called by the Lua scripts
     "HGET": ("K", "f"),
     "HINCRBY": ("K", "f", "1"),
@@ -57,11 +58,11 @@ PROBES: dict[str, tuple[str, ...]] = {
     "ZREMRANGEBYSCORE": ("K", "0", "1"),
     "ZSCORE": ("K", "m"),
 }
-# besides: SUBSCRIBE (the bus), MULTI and DISCARD (this check); WAIT with --redis-wait-replicas;
-# CLUSTER SLOTS and ASKING in a Redis Cluster
+# besides: MULTI and DISCARD (this check); WAIT with --redis-wait-replicas; CLUSTER SLOTS and
+# ASKING in a Redis Cluster; SELECT for a database other than 0
 ACL_COMMANDS = sorted(
     {name.lower() for name in PROBES if name != "SCRIPT"}
-    | {"script|load", "subscribe", "multi", "discard", "wait", "cluster|slots", "asking", "select"}
+    | {"script|load", "multi", "discard", "wait", "cluster|slots", "asking", "select"}
 )
 
 

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING or "")
 PREFIX = "{empq-tls}"
 USERS = {
     "hub": f"on >hub-secret {acl_rule(PREFIX)}",
-    # reads only: no EVALSHA, no writes, no PUBLISH
+    # reads only: no EVALSHA, no writes, no PUBLISH, no SUBSCRIBE
     "reader": "on >reader-secret ~* &* +@read +@connection +multi +discard +info +script|load",
     # every command, but no channel: the bus is refused
     "deaf": f"on >deaf-secret resetchannels ~{PREFIX}* " + acl_rule(PREFIX).split(" ", 2)[2],
@@ -120,12 +120,13 @@ async def test_a_user_with_too_few_rights_is_told_what_is_missing(tls: TlsRedis)
         await server.start()
     message = str(failed.value)
     assert "'reader' may not run" in message
-    for command in ("EVALSHA", "HSET", "ZADD", "PUBLISH", "HINCRBY"):  # HINCRBY: only the scripts call it
+    for command in ("EVALSHA", "HSET", "ZADD", "PUBLISH", "SUBSCRIBE", "HINCRBY"):  # HINCRBY: only in scripts
         assert command in message
     assert "GET," not in message and "ACL SETUSER reader ~{empq-tls}*" in message
 
     message = await start_failure(tls.url(user="deaf"))
-    assert f"PUBLISH on channel {PREFIX}:bus" in message and "EVALSHA" not in message
+    assert f"PUBLISH on channel {PREFIX}:bus, SUBSCRIBE on channel {PREFIX}:bus" in message
+    assert "EVALSHA" not in message
 
 
 def test_the_cli_reports_the_wrong_ca_in_one_line(tls: TlsRedis, tmp_path: Path) -> None:
