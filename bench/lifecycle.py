@@ -531,18 +531,18 @@ async def null_hub_subprocess(max_seconds: float) -> AsyncIterator[tuple[str, in
 
 @contextlib.asynccontextmanager
 async def empq_hub_subprocess(
-    max_seconds: float, redis_url: str | None = None
+    max_seconds: float, redis_url: str | None = None, extra_args: tuple[str, ...] = ()
 ) -> AsyncIterator[tuple[str, int, int | None]]:
     """Start ``empq hub`` on a free port (HTTP off) with an embedded Redis in a temporary data dir,
-    or on ``redis_url``; yields (url, hub pid, embedded redis-server pid or None) so their CPU can
-    be measured."""
+    or on ``redis_url`` (``extra_args``: more ``empq hub`` flags); yields (url, hub pid, embedded
+    redis-server pid or None) so their CPU can be measured."""
     with tempfile.TemporaryDirectory(prefix="empq-bench-") as data_dir:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         redis = ["--redis-url", redis_url] if redis_url else ["--data-dir", data_dir]
         proc = await asyncio.create_subprocess_exec(
-            *empq_command("hub", "--ws-port", str(port), "--http-port", "-1", *redis),
+            *empq_command("hub", "--ws-port", str(port), "--http-port", "-1", *redis, *extra_args),
             "--log-level", "warning", stdin=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         try:

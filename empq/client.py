@@ -874,7 +874,20 @@ class EmpQueueClient(HubConnection):
         if job_id in self._subscribed:
             return
         msg = protocol.make(SubscribeJob, job_id=job_id)
-        await self.ask(msg, SubscriptionConfirmed, retry=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
+        delay = 0.05
+        while True:  # again while the hub cannot reach Redis (e.g. a failover), as submit does
+            try:
+                await self.ask(
+                    msg, SubscriptionConfirmed, timeout=max(0.001, deadline - loop.time()), retry=True
+                )
+                break
+            except HubError as exc:
+                if exc.code != "SERVICE_UNAVAILABLE" or loop.time() + delay >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
         if self._link is not None:
             self._subscribed.add(job_id)
 

@@ -7,13 +7,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from empq.hub.redis_url import RedisUrlError, parse_redis_url, redact
+
 
 @dataclass
 class HubConfig:
     host: str = "127.0.0.1"
     ws_port: int = 3002
     http_port: int = 3001  # HTTP API, /metrics, dashboard; 0 = any free port, -1 = off
-    redis_url: str | None = None  # None: start an embedded redis-server
+    redis_url: str | None = None  # None: start an embedded redis-server (see hub/redis_url.py)
+    # WAIT after each batch of Redis calls: a call is answered once this many replicas have its
+    # writes (0: asynchronous replication, the default; see README "Redis Sentinel")
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000
     data_dir: Path = field(default_factory=lambda: Path(".empq"))
     key_prefix: str = "{empq}"  # one hash tag: every key in one Redis Cluster slot
     hub_id: str = ""  # default: generated at start
@@ -82,9 +88,23 @@ class HubConfig:
             raise ValueError(f"http_port {config.http_port} is not a port (0-65535, -1 = off)")
         if config.log_format not in ("text", "json"):
             raise ValueError(f"log_format {config.log_format!r} must be text or json")
+        if config.redis_url:
+            try:
+                parse_redis_url(config.redis_url).ssl_context()  # the TLS files must load
+            except RedisUrlError as exc:
+                raise ValueError(f"redis_url {redact(config.redis_url)}: {exc}") from None
+        if config.redis_wait_replicas < 0 or config.redis_wait_timeout_ms <= 0:
+            raise ValueError("redis_wait_replicas must be >= 0 and redis_wait_timeout_ms > 0")
         if not config.job_retention_s >= 0:
             raise ValueError(f"job_retention_s {config.job_retention_s:g} must be >= 0 (0 = keep forever)")
         return config
+
+    @property
+    def redis_wait(self) -> tuple[int, int] | None:
+        """(replicas, timeout ms) for WAIT after each batch, or None."""
+        if self.redis_wait_replicas <= 0:
+            return None
+        return self.redis_wait_replicas, self.redis_wait_timeout_ms
 
 
 # What each setting does: the CLI's --help, README's settings table (tools/settings_table.py,
@@ -93,9 +113,14 @@ HELP: dict[str, str] = {
     "host": "interface to listen on (WebSocket and HTTP)",
     "ws_port": "WebSocket port",
     "http_port": "HTTP API, /metrics and dashboard port; 0 = any free port, -1 = off",
-    "redis_url": "Redis URL (redis://, unix://); none: an embedded redis-server in data_dir",
+    "redis_url": "Redis URL: redis://, rediss:// (TLS), unix://, redis+sentinel://host:26379/name "
+    "(README: Redis deployments); none: an embedded redis-server in data_dir",
+    "redis_wait_replicas": "answer a call once this many replicas have its writes (Redis WAIT); "
+    "0 = asynchronous replication",
+    "redis_wait_timeout_ms": "how long WAIT waits for them; then the call fails as SERVICE_UNAVAILABLE",
     "data_dir": "data dir of the embedded redis-server (AOF)",
-    "key_prefix": "prefix of every Redis key; one hash tag, so one Redis Cluster slot",
+    "key_prefix": "prefix of every Redis key, with one hash tag (one Redis Cluster slot); hubs sharing "
+    "a prefix share their queues",
     "hub_id": "this hub's id among hubs on one Redis; none: generated at start",
     "server_version": "server_version announced in connection_established",
     "max_message_size": "largest frame in bytes (larger: close 1009; use chunked_message)",

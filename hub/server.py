@@ -22,6 +22,8 @@ from empq.hub.config import HubConfig
 from empq.hub.core import PIPELINABLE, HubCore, now_ms
 from empq.hub.embedded_redis import EmbeddedRedis
 from empq.hub.redis_batch import RedisBatch
+from empq.hub.redis_rights import check_rights
+from empq.hub.redis_url import redact
 from empq.hub.resp import RedisConnectionError, RespClient, RespSubscriber
 from empq.hub.store import SCRIPTS, JobStore
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -145,8 +147,9 @@ class HubServer:
         if not url:
             self.embedded = EmbeddedRedis(self.config.data_dir)
             url = self.embedded.start()  # on this thread: a signal during start cannot orphan it
-        self.redis = RespClient(url)
+        self.redis = RespClient(url, slot_key=self.config.key_prefix, wait=self.config.redis_wait)
         try:
+            await check_rights(self.redis, self.config.key_prefix)
             info = await self.redis.execute("INFO", "server")
         except (OSError, RedisConnectionError) as exc:
             raise RuntimeError(f"cannot reach Redis: {exc}") from exc
@@ -155,7 +158,7 @@ class HubServer:
         )
         where = f", data in {self.embedded.data_dir}" if self.embedded else ""
         kind = f"{'embedded ' if self.embedded else ''}redis-server {version}{where}"
-        self.redis_description = f"{url} ({kind})"
+        self.redis_description = f"{redact(url)} ({kind})"
         batch = RedisBatch(self.redis, SCRIPTS)
         await batch.load_scripts()
         store = JobStore(batch, self.config.key_prefix)
@@ -166,7 +169,7 @@ class HubServer:
                 "NO AUTH TOKENS CONFIGURED: open dev mode, anyone who can connect may register as anything"
             )
         self.subscriber = RespSubscriber(
-            RespClient(url), self.core.fanout.channel, self.core.fanout.on_bus, self._bus_resubscribed
+            self.redis, self.core.fanout.channel, self.core.fanout.on_bus, self._bus_resubscribed
         )
         self.subscriber.start()
         await asyncio.wait_for(self.subscriber.ready.wait(), 5)
