@@ -55,14 +55,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from empq import __version__, protocol
-from empq.client import (
+from empq.connection import (
     Backoff,
     ConnectionLost,
     EmpqError,
     HubConnection,
     HubError,
+    Link,
     RequestTimeout,
-    _Link,
 )
 from empq.connectors import Connector, JobError, Progress
 from empq.generated.defs.base import BaseMessage
@@ -487,7 +487,7 @@ class EmpWorker(HubConnection):
     async def _resumed(self) -> None:
         await self._announce()
 
-    def _lost(self, link: _Link) -> None:
+    def _lost(self, link: Link) -> None:
         if not self._stopping:
             self._emit("disconnected", url=self.url)
 
