@@ -129,15 +129,18 @@ def parse_as(name: str, frame: bytes | str) -> BaseMessage:
     """Parse a frame of a direction (``"from_hub"``...) importing only the class its ``type`` names.
 
     The result is the envelope's (a union discriminated by ``type`` validates a frame with the
-    class its tag names); a frame that names no type of the direction, or is not a JSON object,
-    goes through the envelope itself for its ``ValidationError``."""
+    class its tag names). A frame that names no type of the direction, is not a JSON object or is
+    refused goes through the envelope itself, so the ``ValidationError`` is the envelope's too."""
     try:
         data = orjson.loads(frame)
     except orjson.JSONDecodeError:
         data = None
     tag = data.get("type") if isinstance(data, dict) else None
     if isinstance(tag, str) and tag in envelope_tags(name):
-        return message_class(tag).model_validate_json(frame)
+        try:
+            return message_class(tag).model_validate_json(frame)
+        except ValidationError:
+            pass  # the envelope's error: its locations start with the tag, as error_details expects
     return parse(envelope(name), frame)
 
 
