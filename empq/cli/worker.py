@@ -159,8 +159,12 @@ async def _worker(args: argparse.Namespace) -> int:
                 )
                 for service in services
             ]
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        except ValueError as exc:  # "steps must be at least 1": name the flag
+            text = str(exc)
+            for name in ("steps", "failure_rate"):
+                if text.startswith(f"{name} "):
+                    text = f"--{name.replace('_', '-')}: {text[len(name) + 1 :]}"
+            raise InputError(text) from None
     else:
         raise InputError(f"unknown connector {kind!r} (simulate or http)")
     hardware = {
