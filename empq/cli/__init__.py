@@ -92,6 +92,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` (default: the command line) without running the command."""
     argv = sys.argv[1:] if argv is None else list(argv)
     return build_parser(argv).parse_args(argv)
 

@@ -177,7 +177,7 @@ def client_settings(args: argparse.Namespace, **overrides: Any) -> dict[str, Any
     from empq.generated.messages.register_client import RegisterClient
 
     settings: dict[str, Any] = {
-        "client_id": setting(args, "client_id", default=None),
+        "client_id": setting(args, "client_id"),
         "customer_id": setting(args, "customer_id"),
         "token": setting(args, "token"),
         "request_timeout": setting(args, "timeout", seconds, 10.0),
