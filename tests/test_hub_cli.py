@@ -444,6 +444,7 @@ def process_state(pid: int) -> str:
 # empq with the embedded redis-server binary replaced (test only): $REDIS_SERVER_FOR_TEST
 WITH_REDIS_SERVER = [
     sys.executable,
+    "-P",
     "-c",
     "import os, sys, empq.hub.embedded_redis as embedded\n"
     "embedded.redis_server_binary = lambda: os.environ['REDIS_SERVER_FOR_TEST']\n"

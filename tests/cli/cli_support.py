@@ -34,7 +34,7 @@ def empq_command() -> list[str]:
     script = Path(sys.executable).with_name("empq")
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from empq.cli import main; sys.exit(main())"]
+    return [sys.executable, "-P", "-c", "import sys; from empq.cli import main; sys.exit(main())"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -264,14 +264,16 @@ def modules_of(*argv: str, env: dict[str, str] | None = None) -> tuple[int, set[
     its exit code and every module it had loaded at the end."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "modules.json"
-        subprocess.run(
-            [sys.executable, "-c", _MODULES_SCRIPT, str(out), *argv],
+        run = subprocess.run(  # -P: the installed package, not the checkout's source folders
+            [sys.executable, "-P", "-c", _MODULES_SCRIPT, str(out), *argv],
             stdin=subprocess.DEVNULL,
             capture_output=True,
+            text=True,
             timeout=60,
             env=env or clean_env(),
             check=False,
         )
+        assert out.is_file(), run.stderr
         data = json.loads(out.read_text())
     return int(data["code"] or 0), set(data["modules"])
 

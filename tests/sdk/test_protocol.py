@@ -129,7 +129,7 @@ def _modules_after(code: str) -> set[str]:
     """The modules a fresh interpreter has loaded after running ``code``."""
     script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-P", "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     return set(json.loads(out.stdout.splitlines()[-1]))
 
