@@ -28,7 +28,9 @@ registers again and renews its job, stats and notification subscriptions; ``wait
 ``updates()`` carry on across the reconnect (a job already final is reported at once on
 re-subscription, spec D14).
 
-``HubConnection`` is the connection core shared with the worker runtime (``empq.worker``).
+``HubConnection``, the connection core it shares with the worker runtime (``empq.worker``), and
+the SDK's errors live in ``empq.connection``; they are importable from here too. Message classes
+are imported when first used, so ``import empq.client`` stays light.
 """
 
 from __future__ import annotations
@@ -36,102 +38,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import inspect
-import itertools
 import logging
-import random
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-from pydantic import ValidationError
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+from typing import TYPE_CHECKING, Any, cast
 
 from empq import __version__, protocol
+from empq.connection import (
+    DEFAULT_HUB_URL,
+    AuthFailed,
+    Backoff,
+    Callback,
+    ConnectionLost,
+    EmpqError,
+    HubConnection,
+    HubError,
+    HubUnreachable,
+    Link,
+    M,
+    RequestTimeout,
+)
 from empq.generated.defs.base import BaseMessage
-from empq.generated.defs.job_result import JobResult
-from empq.generated.defs.requirements import Requirements
-from empq.generated.defs.stats import Stats
-from empq.generated.messages.cancel_job import CancelJob
-from empq.generated.messages.client_registered import ClientRegistered
-from empq.generated.messages.disconnect import Disconnect
-from empq.generated.messages.error import Error
-from empq.generated.messages.job_accepted import JobAccepted
-from empq.generated.messages.job_cancelled import JobCancelled as JobCancelledMessage
-from empq.generated.messages.job_completed import JobCompleted
-from empq.generated.messages.job_notifications_subscribed import JobNotificationsSubscribed
-from empq.generated.messages.job_update import JobUpdate
-from empq.generated.messages.ping import Ping
-from empq.generated.messages.pong import Pong
-from empq.generated.messages.register_client import RegisterClient
-from empq.generated.messages.request_job_status import RequestJobStatus
-from empq.generated.messages.request_stats import RequestStats
-from empq.generated.messages.response_job_status import ResponseJobStatus
-from empq.generated.messages.server_disconnect import ServerDisconnect
-from empq.generated.messages.stats_response import StatsResponse
-from empq.generated.messages.stats_update import StatsUpdate
-from empq.generated.messages.submit_job import SubmitJob
-from empq.generated.messages.subscribe_job import SubscribeJob
-from empq.generated.messages.subscribe_job_notifications import SubscribeJobNotifications
-from empq.generated.messages.subscribe_stats import SubscribeStats
-from empq.generated.messages.subscription_confirmed import SubscriptionConfirmed
+
+if TYPE_CHECKING:
+    from empq.generated.defs.job_result import JobResult
+    from empq.generated.defs.requirements import Requirements
+    from empq.generated.defs.stats import Stats
+    from empq.generated.messages.client_registered import ClientRegistered
+    from empq.generated.messages.job_accepted import JobAccepted
+    from empq.generated.messages.job_cancelled import JobCancelled as JobCancelledMessage
+    from empq.generated.messages.job_completed import JobCompleted
+    from empq.generated.messages.job_notifications_subscribed import JobNotificationsSubscribed
+    from empq.generated.messages.job_update import JobUpdate
+    from empq.generated.messages.response_job_status import ResponseJobStatus
+    from empq.generated.messages.submit_job import SubmitJob
+    from empq.generated.messages.subscription_confirmed import SubscriptionConfirmed
+
+    JobEvent = JobUpdate | JobCompleted | JobCancelledMessage
+    """What a job subscription delivers: progress and state changes, completion, cancellation."""
 
 log = logging.getLogger("empq.client")
 
-DEFAULT_HUB_URL = "ws://127.0.0.1:3002"
 FINAL_STATES = frozenset({"completed", "failed", "cancelled", "timeout"})
+JOB_EVENTS = frozenset({"job_update", "job_completed", "job_cancelled"})
 MAX_FINALS_KEPT = 10_000  # final job events remembered, so wait() after the fact still answers
 
-M = TypeVar("M", bound=BaseMessage)
-JobEvent = JobUpdate | JobCompleted | JobCancelledMessage
-"""What a job subscription delivers: progress and state changes, completion, cancellation."""
-Callback = Callable[..., Any]  # sync function or coroutine function
+
+def __getattr__(name: str) -> Any:
+    """``JobEvent`` at run time (its classes are imported on first use)."""
+    if name == "JobEvent":
+        from empq.generated.messages.job_cancelled import JobCancelled as JobCancelledMessage
+        from empq.generated.messages.job_completed import JobCompleted
+        from empq.generated.messages.job_update import JobUpdate
+
+        globals()[name] = JobUpdate | JobCompleted | JobCancelledMessage
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# --- errors ------------------------------------------------------------------------------------
-
-
-class EmpqError(Exception):
-    """Base of every error the SDK raises."""
-
-
-class HubUnreachable(EmpqError, ConnectionError):
-    """The hub could not be reached (refused, DNS, TLS, HTTP refusal of the WebSocket handshake)."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"cannot reach the hub at {url}: {reason}")
-        self.url = url
-        self.reason = reason
-
-
-class ConnectionLost(EmpqError, ConnectionError):
-    """The connection dropped while a request was in flight (or the client is not connected)."""
-
-
-class RequestTimeout(EmpqError, TimeoutError):
-    """No reply to a request within its timeout."""
-
-
-class HubError(EmpqError):
-    """The hub answered a request with ``error``: ``code`` (D5), ``details``, the ``message`` model."""
-
-    def __init__(self, message: Error) -> None:
-        super().__init__(f"{message.error_code.value}: {message.error}")
-        self.message = message
-        self.code = message.error_code.value
-        self.details: dict[str, Any] = protocol.to_dict(message.details) if message.details else {}
-
-    @staticmethod
-    def of(message: Error) -> HubError:
-        return AuthFailed(message) if message.error_code.value == "AUTH_FAILED" else HubError(message)
-
-
-class AuthFailed(HubError):
-    """The hub refused the token (AUTH_FAILED, spec D4); it closes the connection."""
+# --- errors of jobs (connection errors: empq.connection) ---------------------------------------
 
 
 class JobFailed(EmpqError):
@@ -159,22 +126,6 @@ class JobCancelled(EmpqError):
 
 
 @dataclass
-class Backoff:
-    """Reconnect delays: ``initial`` doubling (``factor``) up to ``maximum`` seconds, ± ``jitter``."""
-
-    initial: float = 0.1
-    maximum: float = 5.0
-    factor: float = 2.0
-    jitter: float = 0.2
-
-    def delays(self, first: float | None = None) -> Iterable[float]:
-        delay = self.initial if first is None else max(0.0, min(first, self.maximum))
-        while True:
-            yield delay * (1 + random.uniform(-self.jitter, self.jitter))
-            delay = min(max(delay, self.initial) * self.factor, self.maximum)
-
-
-@dataclass
 class JobSubmission:
     """A job to submit: the fields of ``submit_job`` (the hub assigns the job id)."""
 
@@ -188,12 +139,16 @@ class JobSubmission:
     timeout_seconds: float | None = None
 
     def to_message(self) -> SubmitJob:
+        from empq.generated.messages.submit_job import SubmitJob
+
         fields = {k: v for k, v in self.__dict__.items() if v is not None}
         return protocol.make(SubmitJob, **fields)
 
 
 def submission_message(job: JobSubmission | SubmitJob | Mapping[str, Any], **overrides: Any) -> SubmitJob:
     """A validated ``submit_job`` from a ``JobSubmission``, a ``SubmitJob`` or a plain mapping."""
+    from empq.generated.messages.submit_job import SubmitJob
+
     if isinstance(job, SubmitJob):
         fields = protocol.to_dict(job)
     elif isinstance(job, JobSubmission):
@@ -207,19 +162,24 @@ def submission_message(job: JobSubmission | SubmitJob | Mapping[str, Any], **ove
 
 
 def is_final(event: BaseMessage) -> bool:
-    if isinstance(event, JobCompleted | JobCancelledMessage):
+    """Is this the last event of its job (completed, cancelled, or a final ``job_update``)?"""
+    if event.type in ("job_completed", "job_cancelled"):
         return True
-    return isinstance(event, JobUpdate) and event.status.value in FINAL_STATES
+    return event.type == "job_update" and cast("JobUpdate", event).status.value in FINAL_STATES
 
 
 def outcome(event: JobEvent) -> JobResult:
     """The result of a final job event, or the exception it stands for."""
-    if isinstance(event, JobCompleted):
-        return event.result
-    if isinstance(event, JobCancelledMessage):
-        raise JobCancelled(event.job_id, event.reason, event)
+    if event.type == "job_completed":
+        return cast("JobCompleted", event).result
+    if event.type == "job_cancelled":
+        cancelled = cast("JobCancelledMessage", event)
+        raise JobCancelled(cancelled.job_id, cancelled.reason, event)
+    event = cast("JobUpdate", event)
     status = event.status.value
     if status == "completed":  # a bare job_update (completion normally comes as job_completed)
+        from empq.generated.defs.job_result import JobResult
+
         return JobResult(success=True)
     if status == "cancelled":
         raise JobCancelled(event.job_id, event.message, event)
@@ -236,401 +196,7 @@ def default_client_id() -> str:
     return f"empq-cli-{user}"
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, InvalidStatus):
-        return f"handshake refused with HTTP {exc.response.status_code}"
-    if isinstance(exc, InvalidURI):
-        return f"invalid URL ({exc.msg})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
-
-
-@dataclass(eq=False)
-class _Link:
-    """One WebSocket connection to the hub."""
-
-    ws: ClientConnection
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    reader: asyncio.Task[None] | None = None
-    server_disconnect: ServerDisconnect | None = None
-
-
-class _Pending:
-    """A request waiting for its reply frames (one, or several for claim_job)."""
-
-    __slots__ = ("done_when", "frames", "future", "link")
-
-    def __init__(self, link: _Link, done_when: Callable[[list[BaseMessage]], bool]) -> None:
-        self.link = link
-        self.done_when = done_when
-        self.frames: list[BaseMessage] = []
-        self.future: asyncio.Future[list[BaseMessage]] = asyncio.get_running_loop().create_future()
-
-    def feed(self, msg: BaseMessage) -> None:
-        if self.future.done():
-            return
-        if isinstance(msg, Error):
-            self.future.set_exception(HubError.of(msg))
-            return
-        self.frames.append(msg)
-        if self.done_when(self.frames):
-            self.future.set_result(self.frames)
-
-
-def _one(frames: list[BaseMessage]) -> bool:
-    return True
-
-
 _LOST = object()  # put in waiters' queues when the client is closed for good
-
-
-# --- the connection core -----------------------------------------------------------------------
-
-
-class HubConnection:
-    """A registered connection to the hub that survives drops: request/reply correlation by id,
-    timeouts, reconnect with backoff, re-registration. Subclasses say how to register
-    (``_registration``/``_registered``), what to renew after a reconnect (``_resumed``) and what to
-    do with unsolicited frames (``_handle``)."""
-
-    peer_kind = "peer"
-
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        token: str | None = None,
-        request_timeout: float = 10.0,
-        connect_timeout: float = 5.0,
-        reconnect: bool = True,
-        backoff: Backoff | None = None,
-        max_message_size: int | None = 64 * 1024 * 1024,
-    ) -> None:
-        self.url = url or DEFAULT_HUB_URL
-        self.token = token
-        self.request_timeout = request_timeout
-        self.connect_timeout = connect_timeout
-        self.reconnect = reconnect
-        self.backoff = backoff or Backoff()
-        self.max_message_size = max_message_size
-        self.reconnects = 0  # successful reconnections so far
-        self._link: _Link | None = None  # the registered, usable connection (None while away)
-        self._dead = True  # not connected, and not trying to
-        self._closing = False
-        self._changed = asyncio.Event()
-        self._pending: dict[str, _Pending] = {}
-        self._ids = itertools.count(1)
-        self._id_prefix = f"{self.peer_kind[:1]}{uuid.uuid4().hex[:6]}"
-        self._error_callbacks: list[Callback] = []
-        self._message_callbacks: list[Callback] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._supervisor: asyncio.Task[None] | None = None
-
-    # subclass hooks ----------------------------------------------------------------------
-    def _registration(self) -> BaseMessage:
-        raise NotImplementedError
-
-    async def _registered(self, reply: BaseMessage, first: bool) -> None:
-        """The registration reply, before the connection is handed to other requests."""
-
-    async def _resumed(self) -> None:
-        """After a reconnect (the connection is usable): renew subscriptions, etc."""
-
-    def _handle(self, msg: BaseMessage) -> None:
-        """Every frame from the hub (after its request, if any, got it)."""
-
-    def _lost(self, link: _Link) -> None:
-        """The connection dropped (a reconnect follows unless closing)."""
-
-    def _gone(self) -> None:
-        """Closed for good: no reconnect will follow."""
-
-    # public --------------------------------------------------------------------------------
-    @property
-    def connected(self) -> bool:
-        return self._link is not None
-
-    def on_error(self, callback: Callback) -> None:
-        """``callback(error: Error)`` for every ``error`` frame that answers no pending request
-        (and the AUTH_FAILED that stops reconnecting). Sync or async."""
-        self._error_callbacks.append(callback)
-
-    def on_message(self, callback: Callback) -> None:
-        """``callback(message)`` for every frame received (parsed model). Sync or async."""
-        self._message_callbacks.append(callback)
-
-    def next_id(self) -> str:
-        return f"{self._id_prefix}-{next(self._ids)}"
-
-    async def connect(self, url: str | None = None) -> None:
-        """Open the connection and register; raises ``HubUnreachable``, ``AuthFailed``,
-        ``HubError`` or ``RequestTimeout`` when that fails (no retry on the first connection)."""
-        if url:
-            self.url = url
-        if self._link is not None:
-            return
-        self._closing = False
-        self._changed = asyncio.Event()
-        link = await self._open(first=True)
-        self._set_link(link)
-        self._supervisor = asyncio.get_running_loop().create_task(self._supervise(link))
-
-    async def request(
-        self,
-        msg: BaseMessage,
-        *,
-        timeout: float | None = None,
-        done_when: Callable[[list[BaseMessage]], bool] | None = None,
-        retry: bool = False,
-    ) -> list[BaseMessage]:
-        """Send ``msg`` with a fresh id and return its reply frames (``HubError`` for ``error``).
-
-        Waits for the connection while reconnecting; ``timeout`` bounds the whole call. With
-        ``retry`` the request is sent again after a reconnect if the connection dropped before
-        its reply (only for requests that are safe to repeat)."""
-        timeout = self.request_timeout if timeout is None else timeout
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            link = await self._wait_ready(deadline, msg.type)
-            try:
-                return await self._exchange(link, msg, deadline, done_when or _one)
-            except ConnectionLost:
-                if not retry or self._closing or not self.reconnect:
-                    raise
-
-    async def ask(
-        self, msg: BaseMessage, reply: type[M], *, timeout: float | None = None, retry: bool = False
-    ) -> M:
-        """``request`` expecting one reply of class ``reply``."""
-        (frame,) = await self.request(msg, timeout=timeout, retry=retry)
-        if not isinstance(frame, reply):
-            raise EmpqError(f"unexpected reply {frame.type} to {msg.type}")
-        return frame
-
-    async def send(self, msg: BaseMessage) -> None:
-        """Send without waiting for a reply (``ConnectionLost`` if not connected now)."""
-        link = self._link
-        if link is None:
-            raise ConnectionLost("not connected to the hub")
-        try:
-            await link.ws.send(protocol.encode(msg), text=True)
-        except ConnectionClosed as exc:
-            raise ConnectionLost(f"connection to {self.url} lost") from exc
-
-    async def ping(self, timeout: float | None = None) -> float:
-        """Round trip to the hub in seconds (``ping`` → ``pong``)."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        await self.ask(protocol.make(Ping), Pong, timeout=timeout)
-        return loop.time() - start
-
-    # internals ------------------------------------------------------------------------------
-    def _set_link(self, link: _Link | None, dead: bool = False) -> None:
-        self._link = link
-        self._dead = dead
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def _wait_ready(self, deadline: float, what: str) -> _Link:
-        loop = asyncio.get_running_loop()
-        while True:
-            if self._link is not None:
-                return self._link
-            if self._dead:
-                raise ConnectionLost("not connected to the hub")
-            changed = self._changed
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise RequestTimeout(f"{what}: not connected to the hub at {self.url} (reconnecting)")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
-
-    async def _open(self, first: bool) -> _Link:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-        try:
-            ws = await ws_connect(
-                self.url,
-                additional_headers=headers,
-                open_timeout=self.connect_timeout,
-                max_size=self.max_message_size,
-                compression=None,
-                close_timeout=2,
-                user_agent_header=f"empq-{self.peer_kind}/{__version__}",
-            )
-        except (OSError, TimeoutError, WebSocketException) as exc:
-            raise HubUnreachable(self.url, _describe(exc)) from exc
-        link = _Link(ws)
-        link.reader = asyncio.get_running_loop().create_task(self._read(link))
-        try:
-            deadline = asyncio.get_running_loop().time() + self.request_timeout
-            (reply,) = await self._exchange(link, self._registration(), deadline, _one)
-            await self._registered(reply, first)
-        except BaseException:
-            await self._close_link(link)
-            raise
-        return link
-
-    async def _exchange(
-        self, link: _Link, msg: BaseMessage, deadline: float, done_when: Callable[[list[BaseMessage]], bool]
-    ) -> list[BaseMessage]:
-        rid = self.next_id()
-        msg.id = rid
-        pending = _Pending(link, done_when)
-        self._pending[rid] = pending
-        try:
-            if link.closed.is_set():
-                raise ConnectionLost(f"connection to {self.url} lost")
-            try:
-                await link.ws.send(protocol.encode(msg), text=True)
-            except ConnectionClosed as exc:
-                raise ConnectionLost(f"connection to {self.url} lost") from exc
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                return await asyncio.wait_for(pending.future, max(remaining, 0.001))
-            except TimeoutError:
-                raise RequestTimeout(f"no reply to {msg.type} from {self.url} in time") from None
-        finally:
-            self._pending.pop(rid, None)
-            if pending.future.done() and not pending.future.cancelled():
-                pending.future.exception()  # retrieved: no "never retrieved" warning
-
-    async def _read(self, link: _Link) -> None:
-        try:
-            async for frame in link.ws:
-                self._on_frame(link, frame)
-        except ConnectionClosed:
-            pass
-        except Exception:  # a bug in a handler must not kill the connection silently
-            log.exception("reading from the hub failed")
-        finally:
-            link.closed.set()
-            for pending in list(self._pending.values()):
-                if pending.link is link and not pending.future.done():
-                    pending.future.set_exception(ConnectionLost(f"connection to {self.url} lost"))
-            if self._link is link:
-                self._set_link(None, dead=self._closing or not self.reconnect)
-                self._lost(link)
-                if self._dead:
-                    self._gone()
-
-    def _on_frame(self, link: _Link, frame: str | bytes) -> None:
-        try:
-            msg = protocol.parse_from_hub(frame)
-        except ValidationError as exc:
-            log.warning("ignoring a frame the protocol models refuse: %s", exc.errors()[0].get("msg"))
-            return
-        if isinstance(msg, ServerDisconnect):
-            link.server_disconnect = msg
-        elif isinstance(msg, Ping):
-            self._spawn(self._answer_ping(msg))
-        consumed = False
-        if msg.request_id is not None:
-            pending = self._pending.get(msg.request_id)
-            if pending is not None:
-                pending.feed(msg)
-                consumed = True
-        for callback in self._message_callbacks:
-            self._call(callback, msg)
-        if isinstance(msg, Error) and not consumed:
-            log.warning("hub error: %s %s", msg.error_code.value, msg.error)
-            for callback in self._error_callbacks:
-                self._call(callback, msg)
-        self._handle(msg)
-
-    async def _answer_ping(self, ping: Ping) -> None:
-        fields = {"request_id": ping.id} if ping.id else {}
-        with contextlib.suppress(EmpqError):
-            await self.send(protocol.make(Pong, **fields))
-
-    def _call(self, callback: Callback, *args: Any) -> None:
-        """Run a user callback: sync at once, async as a task; its errors are logged."""
-        try:
-            result = callback(*args)
-        except Exception:
-            log.exception("callback %r failed", callback)
-            return
-        if inspect.isawaitable(result):
-            self._spawn(result)
-
-    def _spawn(self, awaitable: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(awaitable)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
-
-    async def _supervise(self, link: _Link) -> None:
-        """Wait for the connection to drop; reconnect with backoff; repeat."""
-        while True:
-            await link.closed.wait()
-            if self._closing or not self.reconnect:
-                return
-            hint = None
-            sd = link.server_disconnect
-            if sd is not None and sd.reconnect_after:
-                hint = (sd.reconnect_after - protocol.now_ms()) / 1000
-            log.info("connection to %s lost; reconnecting", self.url)
-            for delay in self.backoff.delays(hint):
-                await asyncio.sleep(delay)
-                if self._closing:
-                    return
-                try:
-                    link = await self._open(first=False)
-                    break
-                except AuthFailed as exc:
-                    log.error("the hub refused this peer on reconnect: %s", exc)
-                    for callback in self._error_callbacks:
-                        self._call(callback, exc.message)
-                    self._set_link(None, dead=True)
-                    self._gone()
-                    return
-                except EmpqError as exc:
-                    log.info("reconnect to %s failed: %s", self.url, exc)
-            self.reconnects += 1
-            self._set_link(link)
-            log.info("reconnected to %s", self.url)
-            try:
-                await self._resumed()
-            except Exception as exc:
-                log.warning("renewing state after reconnect failed: %s", exc)
-
-    async def _close_link(self, link: _Link) -> None:
-        with contextlib.suppress(Exception):
-            await link.ws.close()
-        if link.reader is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(link.reader), 3)
-
-    async def _shutdown(self, goodbye: BaseMessage | None) -> None:
-        """Stop reconnecting, optionally say goodbye, close, release waiters."""
-        self._closing = True
-        link = self._link
-        if self._supervisor is not None and self._supervisor is not asyncio.current_task():
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._supervisor
-        self._supervisor = None
-        if link is not None:
-            if goodbye is not None:
-                with contextlib.suppress(Exception):
-                    await link.ws.send(protocol.encode(goodbye), text=True)
-            await self._close_link(link)  # its reader marks the client gone
-        if not self._dead:
-            self._set_link(None, dead=True)
-            self._gone()
-        for task in list(self._tasks):
-            if task is not asyncio.current_task():
-                task.cancel()
 
 
 # --- the job client ----------------------------------------------------------------------------
@@ -691,6 +257,8 @@ class EmpQueueClient(HubConnection):
 
     # connection ----------------------------------------------------------------------------
     def _registration(self) -> BaseMessage:
+        from empq.generated.messages.register_client import RegisterClient
+
         fields: dict[str, Any] = {
             "client_type": self.client_type,
             "client_id": self.client_id,
@@ -705,11 +273,11 @@ class EmpQueueClient(HubConnection):
         return protocol.make(RegisterClient, **fields)
 
     async def _registered(self, reply: BaseMessage, first: bool) -> None:
-        if not isinstance(reply, ClientRegistered):
+        if reply.type != "client_registered":
             raise EmpqError(f"unexpected reply {reply.type} to register_client")
-        self.registration = reply
+        self.registration = cast("ClientRegistered", reply)
 
-    def _lost(self, link: _Link) -> None:
+    def _lost(self, link: Link) -> None:
         self._subscribed.clear()
 
     def _gone(self) -> None:
@@ -730,33 +298,34 @@ class EmpQueueClient(HubConnection):
             if isinstance(result, Exception):
                 log.warning("could not renew the subscription to %s: %s", job_id, result)
         if self._stats_fields is not None:
-            await self.ask(
-                protocol.make(SubscribeStats, **self._stats_fields), SubscriptionConfirmed, retry=True
-            )
+            await self._subscribe_stats(self._stats_fields)
         if self._notification_filters is not None:
             await self._subscribe_notifications(self._notification_filters)
 
     async def disconnect(self) -> None:
         """Say goodbye (``disconnect``) and close; pending requests and waits end with
         ``ConnectionLost``."""
+        from empq.generated.messages.disconnect import Disconnect
+
         await self._shutdown(protocol.make(Disconnect, reason="client shutdown", cleanup_subscriptions=True))
 
     # frames ------------------------------------------------------------------------------------
     def _handle(self, msg: BaseMessage) -> None:
-        if isinstance(msg, JobUpdate | JobCompleted | JobCancelledMessage):
-            job_id = msg.job_id
-            if is_final(msg):
-                self._finals[job_id] = msg
+        if msg.type in JOB_EVENTS:
+            event = cast("JobEvent", msg)
+            job_id = event.job_id
+            if is_final(event):
+                self._finals[job_id] = event
                 self._finals.move_to_end(job_id)
                 while len(self._finals) > MAX_FINALS_KEPT:
                     self._finals.popitem(last=False)
             for callback in list(self._job_callbacks.get(job_id, ())):
-                self._call(callback, msg)
+                self._call(callback, event)
             for queue in list(self._job_queues.get(job_id, ())):
-                queue.put_nowait(msg)
+                queue.put_nowait(event)
             for callback in list(self._notification_callbacks):
-                self._call(callback, msg)
-        elif isinstance(msg, StatsUpdate):
+                self._call(callback, event)
+        elif msg.type == "stats_update":
             for callback in list(self._stats_callbacks):
                 self._call(callback, msg)
 
@@ -777,6 +346,8 @@ class EmpQueueClient(HubConnection):
         the hub answers SERVICE_UNAVAILABLE (Redis unreachable), until ``timeout``. Over the hub's
         submission rate (RATE_LIMITED, reason ``rate``) it waits ``retry_after_ms`` and submits
         again within ``timeout``; a full queue (reason ``queue_full``) raises ``HubError``."""
+        from empq.generated.messages.job_accepted import JobAccepted
+
         msg = submission_message(job, **fields)
         if msg.idempotency_key is None:
             msg = submission_message(msg, idempotency_key=uuid.uuid4().hex)
@@ -804,6 +375,9 @@ class EmpQueueClient(HubConnection):
 
     async def request_status(self, job_id: str, *, timeout: float | None = None) -> ResponseJobStatus:
         """The job's state now (any state, including final ones)."""
+        from empq.generated.messages.request_job_status import RequestJobStatus
+        from empq.generated.messages.response_job_status import ResponseJobStatus
+
         msg = protocol.make(RequestJobStatus, job_id=job_id)
         return await self.ask(msg, ResponseJobStatus, timeout=timeout, retry=True)
 
@@ -811,6 +385,9 @@ class EmpQueueClient(HubConnection):
         self, job_id: str, reason: str | None = None, *, timeout: float | None = None
     ) -> JobCancelledMessage:
         """Cancel a job that is not final yet (``HubError`` INVALID_STATE for a final one)."""
+        from empq.generated.messages.cancel_job import CancelJob
+        from empq.generated.messages.job_cancelled import JobCancelled as JobCancelledMessage
+
         fields = {"reason": reason} if reason else {}
         msg = protocol.make(CancelJob, job_id=job_id, **fields)
         return await self.ask(msg, JobCancelledMessage, timeout=timeout)
@@ -870,9 +447,19 @@ class EmpQueueClient(HubConnection):
                 with contextlib.suppress(RuntimeError):  # finalised after the loop stopped
                     self._spawn(self._maybe_unsubscribe(job_id))
 
+    async def _subscribe(self, kind: type[M], *, retry: bool = False, **fields: Any) -> SubscriptionConfirmed:
+        """Send a subscription message (subscribe_job, subscribe_stats) and wait for its confirmation."""
+        from empq.generated.messages.subscription_confirmed import SubscriptionConfirmed
+
+        return await self.ask(protocol.make(kind, **fields), SubscriptionConfirmed, retry=retry)
+
     async def _ensure_subscribed(self, job_id: str) -> None:
+        from empq.generated.messages.subscribe_job import SubscribeJob
+
         if job_id in self._subscribed:
             return
+        from empq.generated.messages.subscription_confirmed import SubscriptionConfirmed
+
         msg = protocol.make(SubscribeJob, job_id=job_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request_timeout
@@ -892,11 +479,13 @@ class EmpQueueClient(HubConnection):
             self._subscribed.add(job_id)
 
     async def _maybe_unsubscribe(self, job_id: str) -> None:
+        from empq.generated.messages.subscribe_job import SubscribeJob
+
         if self._job_callbacks.get(job_id) or self._job_queues.get(job_id) or job_id not in self._subscribed:
             return
         self._subscribed.discard(job_id)
         with contextlib.suppress(EmpqError):
-            await self.ask(protocol.make(SubscribeJob, job_id=job_id, enabled=False), SubscriptionConfirmed)
+            await self._subscribe(SubscribeJob, job_id=job_id, enabled=False)
 
     def _remove_callback(self, job_id: str, callback: Callback) -> None:
         callbacks = self._job_callbacks.get(job_id, [])
@@ -914,26 +503,38 @@ class EmpQueueClient(HubConnection):
     ) -> SubscriptionConfirmed:
         """``callback(update: StatsUpdate)`` every ``interval_seconds`` (≥ 1). Job clients get
         the counts; monitors with view_system_stats also the per-worker list (spec D14)."""
+        from empq.generated.messages.subscribe_stats import SubscribeStats
+
         fields: dict[str, Any] = {"enabled": True, "interval_seconds": interval_seconds}
         if sections:
             fields["include_sections"] = list(sections)
-        msg = protocol.make(SubscribeStats, **fields)
+        protocol.make(SubscribeStats, **fields)  # invalid fields: ValidationError, nothing registered
         self._stats_callbacks.append(callback)
         try:
-            reply = await self.ask(msg, SubscriptionConfirmed, retry=True)
+            reply = await self._subscribe_stats(fields)
         except BaseException:
             self._stats_callbacks.remove(callback)
             raise
         self._stats_fields = fields
         return reply
 
+    async def _subscribe_stats(self, fields: dict[str, Any]) -> SubscriptionConfirmed:
+        from empq.generated.messages.subscribe_stats import SubscribeStats
+
+        return await self._subscribe(SubscribeStats, retry=True, **fields)
+
     async def unsubscribe_from_stats(self) -> None:
+        from empq.generated.messages.subscribe_stats import SubscribeStats
+
         self._stats_callbacks.clear()
         self._stats_fields = None
-        await self.ask(protocol.make(SubscribeStats, enabled=False), SubscriptionConfirmed)
+        await self._subscribe(SubscribeStats, enabled=False)
 
     async def request_stats(self, sections: Iterable[str] | None = None) -> Stats:
         """Stats now (``request_stats`` → ``stats_response``)."""
+        from empq.generated.messages.request_stats import RequestStats
+        from empq.generated.messages.stats_response import StatsResponse
+
         fields = {"include_sections": list(sections)} if sections else {}
         reply = await self.ask(protocol.make(RequestStats, **fields), StatsResponse, retry=True)
         return reply.stats
@@ -953,6 +554,9 @@ class EmpQueueClient(HubConnection):
         return reply
 
     async def _subscribe_notifications(self, filters: dict[str, Any]) -> JobNotificationsSubscribed:
+        from empq.generated.messages.job_notifications_subscribed import JobNotificationsSubscribed
+        from empq.generated.messages.subscribe_job_notifications import SubscribeJobNotifications
+
         fields: dict[str, Any] = {"enabled": True}
         if filters:
             fields["filters"] = filters

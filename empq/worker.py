@@ -55,14 +55,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from empq import __version__, protocol
-from empq.client import (
+from empq.connection import (
     Backoff,
     ConnectionLost,
     EmpqError,
     HubConnection,
     HubError,
+    Link,
     RequestTimeout,
-    _Link,
 )
 from empq.connectors import Connector, JobError, Progress
 from empq.generated.defs.base import BaseMessage
@@ -259,9 +259,11 @@ class EmpWorker(HubConnection):
             reconnect=reconnect,
             backoff=backoff,
         )
-        if max_concurrent < 1:
-            raise ValueError("max_concurrent must be at least 1")
-        self.worker_id = worker_id or f"worker-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        # max_concurrent (1-1000) and an explicit worker_id are checked by the register_worker model
+        # at the end: ValidationError, a ValueError
+        if worker_id is None:
+            worker_id = f"worker-{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.worker_id = worker_id
         self.connectors = list(connectors)
         service_list = list(services or ())
         for connector in self.connectors:
@@ -487,7 +489,7 @@ class EmpWorker(HubConnection):
     async def _resumed(self) -> None:
         await self._announce()
 
-    def _lost(self, link: _Link) -> None:
+    def _lost(self, link: Link) -> None:
         if not self._stopping:
             self._emit("disconnected", url=self.url)
 

@@ -106,6 +106,7 @@ class Hub:
 
     ``data_dir``: where its embedded redis-server lives, so ``cleanup`` can stop one a killed hub
     left behind (the hub starts it in a new session; a SIGKILLed hub cannot stop it).
+    ``command``: what runs ``empq`` (default: the installed command).
     """
 
     def __init__(
@@ -114,12 +115,13 @@ class Hub:
         log: Path,
         env: dict[str, str] | None = None,
         data_dir: Path | None = None,
+        command: Sequence[str] | None = None,
     ) -> None:
         self.log = log
         self.data_dir = data_dir
         self._out = open(log, "wb")  # closed in cleanup()
         self.proc = subprocess.Popen(
-            [*empq_command(), "hub", *args],
+            [*(command or empq_command()), "hub", *args],
             stdin=subprocess.DEVNULL,
             stdout=self._out,
             stderr=subprocess.STDOUT,
@@ -433,20 +435,61 @@ async def test_hubs_sharing_a_data_dir_keep_redis_until_the_last_stops(tmp_path)
         assert not redis_answers(data_dir / "redis.sock")  # the last one out stopped it
 
 
+def process_state(pid: int) -> str:
+    """The state letter of a process (``T``: stopped), from /proc (Linux)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+# empq with the embedded redis-server binary replaced (test only): $REDIS_SERVER_FOR_TEST
+WITH_REDIS_SERVER = [
+    sys.executable,
+    "-P",
+    "-c",
+    "import os, sys, empq.hub.embedded_redis as embedded\n"
+    "embedded.redis_server_binary = lambda: os.environ['REDIS_SERVER_FOR_TEST']\n"
+    "from empq.cli import main\n"
+    "sys.exit(main())",
+]
+
+
 def test_sigterm_during_start_leaves_no_redis(tmp_path):
+    """SIGTERM while the hub is starting, its embedded redis-server launched but not answering yet:
+    the hub stops starting (never listens), stops that redis-server and exits 0.
+
+    The start is held there deterministically, not by timing: the hub runs a wrapper that stops
+    itself (SIGSTOP) before exec'ing the real redis-server, and the test lets it go on (SIGCONT)
+    only once the SIGTERM has been sent."""
+    from empq.hub.embedded_redis import redis_server_binary
+
+    wrapper = tmp_path / "bin" / "redis-server"  # its command line names redis-server and the data dir
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nkill -STOP $$\nexec "{redis_server_binary()}" "$@"\n')
+    wrapper.chmod(0o755)
     data_dir = tmp_path / "early"
+    port = free_port()
     hub = Hub(
-        ["--ws-port", str(free_port()), "--data-dir", str(data_dir)],
+        ["--ws-port", str(port), "--data-dir", str(data_dir)],
         tmp_path / "early.log",
+        env=clean_env(REDIS_SERVER_FOR_TEST=str(wrapper)),
         data_dir=data_dir,
+        command=WITH_REDIS_SERVER,
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while not (data_dir / "redis.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        held = []
+        while not held:
+            if hub.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the hub never launched its redis-server:\n{hub.text()}")
+            held = [pid for pid in redis_pids(data_dir) if process_state(pid) == "T"]
+            time.sleep(0.02)
+        assert hub.proc.poll() is None and not is_listening(port)  # still starting
         hub.proc.send_signal(signal.SIGTERM)
-        hub.proc.wait(STOP_TIMEOUT)
-        time.sleep(0.2)
-        assert not redis_pids(data_dir), hub.text()
+        os.kill(held[0], signal.SIGCONT)  # the real redis-server starts, the hub goes on and sees the signal
+        assert hub.proc.wait(START_TIMEOUT) == 0, hub.text()
+        assert "stopped while starting" in hub.text()
+        assert "listening on" not in hub.text() and not is_listening(port)
+        assert (data_dir / "appendonly.aof").is_file()  # the real redis-server did run
+        assert_redis_gone(data_dir)
     finally:
         hub.cleanup()

@@ -1,27 +1,23 @@
-"""``EmpWorker`` and the connectors against the real hub (in-process, real sockets, real
-redis-server): priorities across two workers, cancellation reaching a running handler, retries
-then failure seen by ``wait()``, concurrency limits, heartbeats and connector reports, draining,
-run time limits, handler dispatch, the simulate and http connectors (issue 6)."""
+"""``EmpWorker`` against the real hub (in-process, real sockets, real redis-server): priorities
+across two workers, cancellation reaching a running handler, retries then failure seen by
+``wait()``, concurrency limits, heartbeats and connector reports, draining, run time limits,
+handler dispatch (issue 6). The connectors themselves: ``test_connectors.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from conftest import hub_config
-from empq.generated.messages.job_assigned import JobAssigned
 from empq.hub.server import HubServer
 
 from empq import protocol
 from empq.client import Backoff, EmpQueueClient, JobCancelled, JobFailed, JobSubmission
-from empq.connectors import HttpConnector, JobError, SimulateConnector
+from empq.connectors import JobError, SimulateConnector
 from empq.worker import EmpWorker, Job
 
 QUICK = Backoff(initial=0.05, maximum=0.3)
@@ -347,83 +343,3 @@ async def test_a_restarted_worker_hands_back_jobs_it_cannot_know(env):
             await asyncio.sleep(0.05)
     assert [j.root for j in reborn.registration.resumed_jobs] == [job_id]
     assert (await client.wait(job_id, timeout=5)).metadata == {"attempt": 1}
-
-
-def test_simulate_connector_is_seedable():
-    async def run(seed: int) -> list[bool]:
-        connector = SimulateConnector("sim", steps=2, step_seconds=0, failure_rate=0.5, seed=seed)
-        outcomes = []
-        for i in range(20):
-            fake = Job(JobAssigned.model_construct(job_id=f"job-{i}", payload={}, job_type="t"), worker=None)  # type: ignore[arg-type]
-
-            async def progress(*args: Any, **kw: Any) -> None:
-                return None
-
-            try:
-                await connector(fake, progress)
-                outcomes.append(True)
-            except JobError:
-                outcomes.append(False)
-        return outcomes
-
-    first, again, other = (asyncio.run(run(s)) for s in (7, 7, 8))
-    assert first == again and first != other
-    assert 3 < first.count(False) < 17
-
-
-@pytest.fixture
-def service() -> Iterator[dict[str, Any]]:
-    """A small HTTP service: echoes the posted JSON; payload {"status": N} answers HTTP N."""
-    seen: dict[str, Any] = {"requests": []}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen["requests"].append({"body": body, "job_id": self.headers["X-Empq-Job-Id"]})
-            status = int(body.get("status", 200))
-            answer = {"output_files": ["https://cdn.example/x.png"], "metadata": {"echo": body}}
-            data = json.dumps(answer if status == 200 else {"error": "nope"}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    seen["url"] = f"http://127.0.0.1:{server.server_address[1]}"
-    yield seen
-    server.shutdown()
-    server.server_close()
-
-
-async def test_http_connector(env, service):
-    client = await env.client()
-    connector = HttpConnector(f"{service['url']}/generate", "comfyui", health_url=f"{service['url']}/health")
-    worker = env.worker(connectors=[connector], services=[])
-    await worker.start()
-    assert connector.ws_status == "connected"
-    job_id = await client.submit_job(job("comfyui", payload={"prompt": "a cat"}))
-    result = await client.wait(job_id, timeout=5)
-    assert result.output_files == ["https://cdn.example/x.png"]
-    assert result.metadata == {"echo": {"prompt": "a cat"}}
-    assert result.connector_info["status_code"] == 200
-    assert service["requests"][0] == {"body": {"prompt": "a cat"}, "job_id": job_id}
-
-    refused = await client.submit_job(job("comfyui", payload={"status": 400}, max_retries=3))
-    with pytest.raises(JobFailed, match="HTTP 400"):
-        await client.wait(refused, timeout=5)
-    assert len([r for r in service["requests"] if r["job_id"] == refused]) == 1  # 4xx: no retry
-    flaky = await client.submit_job(job("comfyui", payload={"status": 503}, max_retries=1))
-    with pytest.raises(JobFailed, match="HTTP 503"):
-        await client.wait(flaky, timeout=5)
-    assert len([r for r in service["requests"] if r["job_id"] == flaky]) == 2  # 5xx: retried
