@@ -31,7 +31,7 @@ SUMMARY = re.compile(r"^\d+ passed, \d+ failed, (\d+ blocked, )?\d+ skipped$")
 
 def test_every_message_type_of_the_reference_is_exercised():
     declared = {m for c in all_cases() for m in c.messages}
-    documented = set(examples_by_type())
+    documented = set(examples_by_type())  # skipped with one line when the reference is absent
     assert len(documented) == 44
     assert documented <= declared, f"not exercised by any case: {sorted(documented - declared)}"
     assert declared <= set(default_schemas().messages), (

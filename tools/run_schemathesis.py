@@ -35,6 +35,11 @@ def main() -> int:
     parser.add_argument("--report", type=Path, help="directory for the JUnit report")
     args, extra = parser.parse_known_args()
     with tempfile.TemporaryDirectory(prefix="empq-api-") as tmp:
+        # the hub's log goes to a file, shown only if something fails: every job schemathesis
+        # submits has no worker, so each raises an alert, hundreds of lines of expected noise
+        hub_log = (args.report or Path(tmp)) / "hub.log"
+        hub_log.parent.mkdir(parents=True, exist_ok=True)
+        log_file = open(hub_log, "wb")  # noqa: SIM115 - closed in finally
         http_port, ws_port = free_port(), free_port()
         env = {**os.environ, "EMPQ_LOG_LEVEL": "warning"}
         env.pop("EMPQ_REDIS_URL", None)
@@ -53,6 +58,8 @@ def main() -> int:
             ],
             env=env,
             cwd=tmp,  # not the checkout: its empq/ folder would shadow the installed package
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{http_port}"
         try:
@@ -65,7 +72,9 @@ def main() -> int:
                 except OSError:
                     pass
                 if hub.poll() is not None or time.monotonic() > deadline:
-                    print("the hub did not start", file=sys.stderr)
+                    print(
+                        "the hub did not start:", hub_log.read_text(errors="replace")[-3000:], file=sys.stderr
+                    )
                     return 2
                 time.sleep(0.2)
             command = [
@@ -84,13 +93,20 @@ def main() -> int:
                 *extra,
             ]
             print("+", " ".join(command), flush=True)
-            return subprocess.call(command, cwd=tmp)
+            code = subprocess.call(command, cwd=tmp)
+            if code != 0:
+                print(f"hub log ({hub_log}), last lines:", file=sys.stderr)
+                print(hub_log.read_text(errors="replace")[-5000:], file=sys.stderr)
+            else:
+                print(f"hub log: {hub_log}")
+            return code
         finally:
             hub.terminate()
             try:
                 hub.wait(10)
             except subprocess.TimeoutExpired:
                 hub.kill()
+            log_file.close()
 
 
 if __name__ == "__main__":
