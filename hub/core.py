@@ -280,6 +280,7 @@ class HubCore:
         """A worker stopped heartbeating or did not come back within the grace period: its jobs
         are requeued (a retry each), monitors told, its connection closed if it is still here."""
         events = await self.jobs.release_worker(worker_id, lost=True)
+        await self.fleet.worker_gone(worker_id)  # its jobs are back: the id is free now
         log.warning(
             "worker %s lost (no sign of life): %d job(s) handed back",
             worker_id,

@@ -58,6 +58,12 @@ class FleetStore:
             )
         await asyncio.gather(*calls)
 
+    async def capabilities_changed(self, worker_id: str, capabilities: dict[str, Any]) -> None:
+        """A worker declared new capabilities (worker_status): every hub matches on them."""
+        await self.batch.command(
+            "HSET", self.worker_key(worker_id), "capabilities", orjson.dumps(capabilities)
+        )
+
     async def worker_gone(self, worker_id: str) -> None:
         await asyncio.gather(
             self.batch.command("ZREM", self.key("workers"), worker_id),

@@ -38,8 +38,10 @@ log = logging.getLogger("empq.hub")
 job_log = logging.getLogger("empq.hub.jobs")  # one line per job that ends (silence: set it to WARNING)
 
 
-def ended(job_id: str, routing: Routing, status: str, worker_id: str | None, detail: str) -> None:
+def ended(job_id: str, routing: Routing, status: str, worker_id: str | None, detail: object) -> None:
     """A job reached a final state: the log says which, what kind, how and who ran it."""
+    if not job_log.isEnabledFor(logging.INFO):
+        return
     job_log.info(
         "job %s (%s) %s%s%s",
         job_id,
@@ -77,6 +79,13 @@ def job_update(job_id: str, status: str, previous: str | None = None, **fields: 
     return protocol.make(
         JobUpdate, job_id=job_id, status=status, **{k: v for k, v in fields.items() if v is not None}
     )
+
+
+class Seconds(float):
+    """A duration, written as such only if the log line is written."""
+
+    def __str__(self) -> str:
+        return f"in {float(self):.3g} s"
 
 
 class JobManager:
@@ -188,16 +197,22 @@ class JobManager:
         return claimed
 
     async def accept(self, worker_id: str, job_id: str) -> None:
-        moved = await self._as_holder(worker_id, job_id, self.hub.store.accept(worker_id, job_id))
+        try:
+            moved = await self.hub.store.accept(worker_id, job_id)
+        except StoreError as refused:
+            self._not_held(worker_id, job_id, refused)
+            raise
         update = job_update(
             job_id, states.ACCEPTED, moved.previous, worker_id=worker_id, message="Job accepted by worker"
         )
         self.hub.fanout.publish(job_id, moved.routing, update, states.ACCEPTED)
 
     async def progress(self, worker_id: str, job_id: str, progress: float, fields: dict[str, Any]) -> None:
-        moved = await self._as_holder(
-            worker_id, job_id, self.hub.store.progress(worker_id, job_id, progress, fields)
-        )
+        try:
+            moved = await self.hub.store.progress(worker_id, job_id, progress, fields)
+        except StoreError as refused:
+            self._not_held(worker_id, job_id, refused)
+            raise
         update = job_update(
             job_id, states.IN_PROGRESS, moved.previous, worker_id=worker_id, progress=progress, **fields
         )
@@ -207,8 +222,11 @@ class JobManager:
         self, worker_id: str, job_id: str, result: dict[str, Any], processing_time: float | None
     ) -> Completed:
         hub = self.hub
-        store_call = hub.store.complete(worker_id, job_id, orjson.dumps(result), processing_time)
-        done: Completed = await self._as_holder(worker_id, job_id, store_call)
+        try:
+            done = await hub.store.complete(worker_id, job_id, orjson.dumps(result), processing_time)
+        except StoreError as refused:
+            self._not_held(worker_id, job_id, refused)
+            raise
         hub.metrics.job_completed(done.routing.job_type, done.processing_time)
         hub.workers.release(worker_id, job_id)
         message = protocol.make(
@@ -222,23 +240,26 @@ class JobManager:
             job_type=done.routing.job_type,
         )
         hub.fanout.publish(job_id, done.routing, message, states.COMPLETED)
-        ended(job_id, done.routing, states.COMPLETED, worker_id, f"in {done.processing_time:.3g} s")
+        ended(job_id, done.routing, states.COMPLETED, worker_id, Seconds(done.processing_time))
         return done
 
     async def fail(
         self, worker_id: str, job_id: str, error: str, retry: bool, details: dict[str, Any] | None
     ) -> Failed:
         hub, config = self.hub, self.hub.config
-        store_call = hub.store.fail(
-            worker_id,
-            job_id,
-            error,
-            retry,
-            int(config.retry_base_seconds * 1000),
-            int(config.retry_max_seconds * 1000),
-            orjson.dumps(details) if details is not None else None,
-        )
-        failed: Failed = await self._as_holder(worker_id, job_id, store_call)
+        try:
+            failed = await hub.store.fail(
+                worker_id,
+                job_id,
+                error,
+                retry,
+                int(config.retry_base_seconds * 1000),
+                int(config.retry_max_seconds * 1000),
+                orjson.dumps(details) if details is not None else None,
+            )
+        except StoreError as refused:
+            self._not_held(worker_id, job_id, refused)
+            raise
         hub.workers.release(worker_id, job_id)
         hub.metrics.job_failed(failed.routing.job_type, failed.retry)
         if failed.retry:  # queued again once the delay has passed (the sweep then says claimable)
@@ -266,15 +287,12 @@ class JobManager:
             ended(job_id, failed.routing, states.FAILED, worker_id, detail)
         return failed
 
-    async def _as_holder(self, worker_id: str, job_id: str, store_call: Any) -> Any:
-        """Run a worker's step; when Redis says it does not hold the job (any more), neither does
-        its slot here (e.g. a complete_job retried after a reply lost in a Redis restart)."""
-        try:
-            return await store_call
-        except StoreError as refused:
-            if not (refused.code == "INVALID_STATE" and refused.status in states.HELD):
-                self.hub.workers.release(worker_id, job_id)
-            raise
+    def _not_held(self, worker_id: str, job_id: str, refused: StoreError) -> None:
+        """A worker's step was refused: when Redis says it does not hold the job (any more),
+        neither does its slot here (e.g. a complete_job retried after a reply lost in a Redis
+        restart)."""
+        if not (refused.code == "INVALID_STATE" and refused.status in states.HELD):
+            self.hub.workers.release(worker_id, job_id)
 
     # cancel -------------------------------------------------------------------------------------
     async def cancel(self, job_id: str, reason: str, by: str | None = None) -> JobCancelled:

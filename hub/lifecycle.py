@@ -16,6 +16,7 @@ start from, the state it leads to. Everything else reads this table: the Lua scr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from empq.generated.defs.job_status import JobStatus
@@ -65,14 +66,19 @@ def sources(event: str) -> frozenset[str]:
     return BY_EVENT[event].sources
 
 
-def lua_prelude() -> str:
-    """The table above as Lua, prepended to every script: ``may(event, status)`` is true when
-    ``event`` may start from ``status``; ``TO[event]`` is the state it leads to. (One flat table:
-    scripts run it on every call, so it stays small.)"""
-    pairs = ", ".join(f"['{t.event}:{s}']=true" for t in TRANSITIONS for s in sorted(t.sources))
-    targets = ", ".join(f"{t.event}='{t.target}'" for t in TRANSITIONS)
-    return (
-        f"local MAY = {{{pairs}}}\n"
-        f"local TO = {{{targets}}}\n"
-        "local function may(event, status) return MAY[event .. ':' .. (status or '')] == true end\n"
-    )
+def lua_prelude(events: set[str] | None = None) -> str:
+    """``may(event, status)`` in Lua for a script that makes ``events`` (default: all of them):
+    true when ``event`` may start from ``status``. Comparisons, not a table: a script runs its
+    prelude on every call, and this allocates nothing."""
+    rows = [t for t in TRANSITIONS if t.sources and (events is None or t.event in events)]
+    lines = ["local function may(event, status)"]
+    for t in rows:
+        test = " or ".join(f"status == '{s}'" for s in sorted(t.sources))
+        lines.append(f"  if event == '{t.event}' then return {test} end")
+    lines += ["  return false", "end", ""]
+    return "\n".join(lines)
+
+
+def lua_targets(script: str) -> str:
+    """The script with each ``TO.<event>`` written as the state the event leads to."""
+    return re.sub(r"\bTO\.(\w+)", lambda m: f"'{BY_EVENT[m.group(1)].target}'", script)

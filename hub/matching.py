@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 HARDWARE_MINIMA = ("gpu_memory_gb", "cpu_cores", "ram_gb")
+_CLASSES: dict[tuple[Any, ...], JobClass] = {}  # JobClass.of's memory
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,14 @@ class JobClass:
             "component": req.get("component"),
             **{k: hw.get(k) for k in HARDWARE_MINIMA},
         }
-        digest = hashlib.sha1(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-        return cls(id=digest, **fields)
+        key = tuple(fields.values())  # the same class comes back again and again: made once
+        known = _CLASSES.get(key)
+        if known is None:
+            digest = hashlib.sha1(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+            if len(_CLASSES) >= 10_000:  # bounded: client-chosen job types are unbounded
+                _CLASSES.clear()
+            known = _CLASSES[key] = cls(id=digest, **fields)
+        return known
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.__dict__)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from empq.hub.lifecycle import STATUSES
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 if TYPE_CHECKING:
     from empq.hub.core import HubCore, Outbox
@@ -31,26 +32,58 @@ def band_label(lo: int, hi: int) -> str:
     return f"{lo}-{hi}"
 
 
+class LabelledCounters:
+    """Counters by one label, as plain dict entries (a hot-path ``+= 1``, no lock, no object per
+    label), turned into Prometheus counters only when /metrics is scraped. At most ``MAX_LABELS``
+    values: later ones count as "other" (job types are chosen by clients; a flood of one-off types
+    must not grow /metrics without bound)."""
+
+    def __init__(self, name: str, documentation: str, label: str) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self.values: dict[str, float] = {}
+
+    def inc(self, value: str) -> None:
+        values = self.values
+        if value in values:
+            values[value] += 1
+        elif len(values) < MAX_LABELS:
+            values[value] = 1
+        else:
+            values[OTHER] = values.get(OTHER, 0) + 1
+
+    def family(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, n in self.values.items():
+            family.add_metric([value], n)
+        return family
+
+
 class HubMetrics:
     def __init__(self) -> None:
         self._children: dict[tuple[int, str], Any] = {}
         self._labels: dict[int, set[str]] = {}
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.submitted = Counter(
-            "empq_jobs_submitted", "Jobs submitted to this hub", ["job_type"], registry=r
+        self.submitted = LabelledCounters("empq_jobs_submitted", "Jobs submitted to this hub", "job_type")
+        self.completed = LabelledCounters("empq_jobs_completed", "Jobs completed via this hub", "job_type")
+        self.failed = LabelledCounters(
+            "empq_jobs_failed", "Jobs that failed for good (no retry left or not retryable)", "job_type"
         )
-        self.completed = Counter(
-            "empq_jobs_completed", "Jobs completed via this hub", ["job_type"], registry=r
+        self.retried = LabelledCounters(
+            "empq_jobs_retried", "Failed attempts scheduled for a retry", "job_type"
         )
-        self.failed = Counter(
-            "empq_jobs_failed",
-            "Jobs that failed for good (no retry left or not retryable)",
-            ["job_type"],
-            registry=r,
+        self.messages_in = LabelledCounters("empq_messages_in", "Messages received, by type", "type")
+        self.messages_out = LabelledCounters("empq_messages_out", "Frames sent, by message type", "type")
+        self.errors = LabelledCounters("empq_errors", "error messages sent, by error_code", "error_code")
+        counters = (
+            self.submitted,
+            self.completed,
+            self.failed,
+            self.retried,
+            self.messages_in,
+            self.messages_out,
+            self.errors,
         )
-        self.retried = Counter(
-            "empq_jobs_retried", "Failed attempts scheduled for a retry", ["job_type"], registry=r
-        )
+        r.register(_Families(counters))
         self.claim_latency = Histogram(
             "empq_claim_latency_seconds",
             "Time this hub took to serve a claim_job (the atomic Redis claim), whatever it returned",
@@ -64,9 +97,6 @@ class HubMetrics:
             buckets=TIME_BUCKETS,
             registry=r,
         )
-        self.messages_in = Counter("empq_messages_in", "Messages received, by type", ["type"], registry=r)
-        self.messages_out = Counter("empq_messages_out", "Frames sent, by message type", ["type"], registry=r)
-        self.errors = Counter("empq_errors", "error messages sent, by error_code", ["error_code"], registry=r)
         self.connections = Gauge(
             "empq_connections", "Open connections of this hub, by role", ["role"], registry=r
         )
@@ -79,8 +109,7 @@ class HubMetrics:
     # hooks the core calls ---------------------------------------------------------------
     def _child(self, metric: Any, label: str) -> Any:
         """``metric.labels(label)``, kept: ``.labels()`` validates its arguments on every call.
-        At most ``MAX_LABELS`` values per metric: later ones count as "other" (job types are
-        chosen by clients; a flood of one-off types must not grow /metrics without bound)."""
+        At most ``MAX_LABELS`` values per metric (then "other")."""
         key = (id(metric), label)
         child = self._children.get(key)
         if child is None:
@@ -95,31 +124,31 @@ class HubMetrics:
         return child
 
     def job_submitted(self, job_type: str) -> None:
-        self._child(self.submitted, job_type).inc()
+        self.submitted.inc(job_type)
 
     def claim_served(self, latency_s: float) -> None:
         self.claim_latency.observe(max(0.0, latency_s))
 
     def job_completed(self, job_type: str, processing_time: float | None) -> None:
-        self._child(self.completed, job_type).inc()
+        self.completed.inc(job_type)
         if processing_time is not None:
             self._child(self.processing_time, job_type).observe(max(0.0, processing_time))
 
     def job_failed(self, job_type: str, retry: bool) -> None:
-        self._child(self.retried if retry else self.failed, job_type).inc()
+        (self.retried if retry else self.failed).inc(job_type)
 
     def message_in(self, kind: str) -> None:
-        self._child(self.messages_in, kind).inc()
+        self.messages_in.inc(kind)
 
     def frame_out(self, data: bytes) -> None:
         kind = _frame_type(data)
-        self._child(self.messages_out, kind).inc()
+        self.messages_out.inc(kind)
         if kind == "error":
             try:
                 code = orjson.loads(data).get("error_code", "unknown")
             except orjson.JSONDecodeError:
                 code = "unknown"
-            self._child(self.errors, str(code)).inc()
+            self.errors.inc(str(code))
 
     # scrape -----------------------------------------------------------------------------
     async def render(self, core: HubCore) -> bytes:
@@ -138,6 +167,20 @@ class HubMetrics:
         for status in STATUSES:
             self.jobs.labels(status).set(max(0, by_status.get(status, 0)))
         return generate_latest(self.registry)
+
+
+class _Families:
+    """A registry collector: the plain counters as Prometheus counter families, at scrape time."""
+
+    def __init__(self, counters: tuple[LabelledCounters, ...]) -> None:
+        self.counters = counters
+
+    def collect(self) -> Any:
+        for counter in self.counters:
+            yield counter.family()
+
+    def describe(self) -> Any:
+        return [counter.family() for counter in self.counters]
 
 
 def _frame_type(data: bytes) -> str:

@@ -9,10 +9,11 @@ on NOSCRIPT) and called with EVALSHA.
 from __future__ import annotations
 
 import asyncio
+import re
 from importlib import resources
 from typing import Any
 
-from empq.hub.lifecycle import lua_prelude
+from empq.hub.lifecycle import TRANSITIONS, lua_prelude, lua_targets
 from empq.hub.resp import RedisReplyError, RespClient
 
 
@@ -21,9 +22,33 @@ def _lua_file(name: str) -> str:
 
 
 def load_lua(name: str) -> str:
-    """A script as loaded into Redis: the job state table (``hub/lifecycle.py``), the shared
-    helpers (``lua/prelude.lua``), then the script itself."""
-    return lua_prelude() + _lua_file("prelude") + _lua_file(name)
+    """A script as loaded into Redis: the rows of the job state table it uses
+    (``hub/lifecycle.py``), the shared helpers it uses (``lua/prelude.lua``), then the script.
+    Redis runs all of it on every call, so a script carries only what it needs: the helpers it
+    names (and the ones those name) and the transitions it names ('event' or TO.event)."""
+    script = _lua_file(name)
+    helpers = _definitions(_lua_file("prelude"))
+    needed: set[str] = set()
+    text = script
+    while True:
+        more = {n for n in helpers if n not in needed and re.search(rf"\b{n}\b", text)}
+        if not more:
+            break
+        needed |= more
+        text = script + "".join(helpers[n] for n in needed)
+    events = {t.event for t in TRANSITIONS if re.search(rf"'{t.event}'|TO\.{t.event}\b", text)}
+    table = lua_prelude(events) if re.search(r"\bmay\(", text) else ""
+    return lua_targets(table + "".join(helpers[n] for n in helpers if n in needed) + script)
+
+
+def _definitions(prelude: str) -> dict[str, str]:
+    """The prelude's top-level definitions by name, in order, each with its leading comments."""
+    out: dict[str, str] = {}
+    for block in re.split(r"\n\n+", prelude):
+        found = re.search(r"^local (?:function )?(\w+)", block, re.M)
+        if found:
+            out[found.group(1)] = block.rstrip("\n") + "\n"
+    return out
 
 
 class RedisBatch:

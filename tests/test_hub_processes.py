@@ -445,9 +445,12 @@ async def test_two_hubs_one_killed_all_jobs_complete_exactly_once(procs):
     assert all(n == 1 for n in client.completed.values()), {
         j: n for j, n in client.completed.items() if n != 1
     }
-    # the workers' side: each job acknowledged complete (job_completed_ack) exactly once
+    # the workers' side: each job acknowledged complete (job_completed_ack) once at most, and each
+    # acknowledged: by that ack, or, when the hub that applied the completion was killed before
+    # its ack went out, by the INVALID_STATE (completed) the worker's retry got on the other hub
     acked = collections.Counter(e["job_id"] for w in procs.workers for e in w.of("completed"))
-    assert set(acked) == wanted and set(acked.values()) == {1}, acked.most_common(3)
+    late = {e["job_id"] for w in procs.workers for e in w.of("already_completed")}
+    assert set(acked) | late == wanted and set(acked.values()) <= {1}, (acked.most_common(3), late)
 
     # hub B's workers re-registered on hub A with the same worker_id
     for w in workers_b:

@@ -124,6 +124,7 @@ async def worker_status(req: Request[WorkerStatus]) -> None:
     if capabilities is not None:
         hub.workers.set_capabilities(worker, capabilities)
         req.session.capabilities = capabilities
+        await hub.fleet.capabilities_changed(worker.worker_id, capabilities)
     req.ack()
 
 

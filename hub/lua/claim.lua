@@ -31,17 +31,18 @@ for _ = 1, tonumber(ARGV[4]) do
   end
   if best_id == nil then break end
   local job = prefix .. ':job:' .. best_id
-  local where = redis.call('HMGET', job, 'class', 'customer_id')
-  dequeue(prefix, where[1], where[2], best_id)
+  -- routing (1-6: its customer, 3, and class, 6, say which queues it leaves), then what the
+  -- worker gets (7-10)
+  local f = redis.call('HMGET', job, 'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class',
+                       'payload', 'requirements', 'retry_count', 'max_retries')
+  dequeue(prefix, f[6], f[3], best_id)
   redis.call('HSET', job, 'status', TO.claim, 'worker_id', ARGV[1], 'assigned_at', now,
              'claim_deadline', deadline)
   redis.call('ZADD', KEYS[1], deadline, best_id)
   redis.call('SADD', KEYS[3], best_id)
   count(KEYS[2], 'queued', TO.claim)
   table.insert(out, best_id)
-  extend(out, routing(job))
-  local f = redis.call('HMGET', job, 'payload', 'requirements', 'retry_count', 'max_retries')
-  for k = 1, 4 do table.insert(out, f[k] or '') end
+  for k = 1, 10 do table.insert(out, f[k] or '') end
   out[2] = out[2] + 1
 end
 return out

@@ -3,13 +3,13 @@
 --       7 completions log (zset: job id -> completed at), 8 finished jobs (zset: job id -> final at)
 -- ARGV: 1 worker id, 2 now ms, 3 job id, 4 result json, 5 processing time seconds or '', 6 key prefix
 -- Returns: moved(previous, {processing time}) or {'ERR', code, status}
-local prev, refused = held(KEYS[1], ARGV[1], 'complete')
-if not prev then return refused end
+local prev, started, assigned, class =
+  held(KEYS[1], ARGV[1], 'complete', 'started_at', 'assigned_at', 'class')
+if not prev then return started end  -- not held: the second value is the refusal
 local now = tonumber(ARGV[2])
 local ptime = ARGV[5]
 if ptime == '' then
-  local t = redis.call('HMGET', KEYS[1], 'started_at', 'assigned_at')
-  ptime = tostring((now - tonumber(t[1] or t[2] or now)) / 1000)
+  ptime = tostring((now - tonumber(started or assigned or now)) / 1000)
 end
 redis.call('HSET', KEYS[1], 'status', TO.complete, 'result', ARGV[4], 'processing_time', ptime,
            'completed_at', now, 'progress', 100)
@@ -21,5 +21,5 @@ redis.call('HINCRBYFLOAT', KEYS[6], 'sum', ptime)
 redis.call('HINCRBY', KEYS[6], 'count', 1)
 redis.call('ZADD', KEYS[7], now, ARGV[3])
 redis.call('ZADD', KEYS[8], now, ARGV[3])
-ended(ARGV[6], redis.call('HGET', KEYS[1], 'class'))
+ended(ARGV[6], class)
 return moved(KEYS[1], prev, {ptime})

@@ -6,11 +6,11 @@
 -- ARGV: 1 worker id, 2 now ms, 3 job id, 4 error, 5 retry allowed (1/0), 6 base ms, 7 cap ms,
 --       8 error details json or '', 9 key prefix
 -- Returns: moved(previous, {outcome 'retry'|'failed', delay ms, retry_count}) or {'ERR', code, status}
-local prev, refused = held(KEYS[1], ARGV[1], 'fail')
-if not prev then return refused end
+local prev, retry_count, max_retries, class =
+  held(KEYS[1], ARGV[1], 'fail', 'retry_count', 'max_retries', 'class')
+if not prev then return retry_count end  -- not held: the second value is the refusal
 local now = tonumber(ARGV[2])
-local s = redis.call('HMGET', KEYS[1], 'retry_count', 'max_retries')
-local retries, max = tonumber(s[1] or '0'), tonumber(s[2] or '0')
+local retries, max = tonumber(retry_count or '0'), tonumber(max_retries or '0')
 redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('SREM', KEYS[5], ARGV[3])
@@ -28,7 +28,7 @@ else
   count(KEYS[4], prev, TO.fail)
   redis.call('ZADD', KEYS[7], now, ARGV[3])
   redis.call('ZADD', KEYS[8], now, ARGV[3])
-  ended(ARGV[9], redis.call('HGET', KEYS[1], 'class'))
+  ended(ARGV[9], class)
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'error_details', ARGV[8]) end
 return moved(KEYS[1], prev, {outcome, delay, retries})

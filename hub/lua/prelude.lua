@@ -1,14 +1,17 @@
--- Shared by every script (hub/redis_batch.py prepends it, after the MAY/TO tables that
--- hub/lifecycle.py renders: may(event, status) is true when the event may start from status;
--- TO[event] is the state it leads to).
+-- Shared by the scripts (hub/redis_batch.py prepends to each the definitions it uses, after
+-- may(event, status), rendered from hub/lifecycle.py: true when the event may start from
+-- status; the script's TO.<event>, the state an event leads to, is rendered as that state).
+-- Scripts run these definitions on every call: they allocate as little as they can.
 
--- Who hears about a job, in hub/store.py Routing's order.
-local ROUTING_FIELDS = {'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class'}
+-- Who hears about a job (hub/store.py Routing, in that order): its hash's fields (nil if unset).
+local function routing_fields(job)
+  return redis.call('HMGET', job, 'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class')
+end
 
+-- The same, '' for unset.
 local function routing(job)
-  local r = redis.call('HMGET', job, unpack(ROUTING_FIELDS))
-  for k = 1, #ROUTING_FIELDS do r[k] = r[k] or '' end
-  return r
+  local r = routing_fields(job)
+  return {r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or '', r[6] or ''}
 end
 
 -- Append the values of a list to another.
@@ -19,17 +22,21 @@ end
 
 -- The reply of a job transition: {'OK', previous status, routing..., extras...}.
 local function moved(job, previous, extras)
-  return extend(extend({'OK', previous}, routing(job)), extras or {})
+  local r = routing_fields(job)
+  local out = {'OK', previous, r[1] or '', r[2] or '', r[3] or '', r[4] or '', r[5] or '', r[6] or ''}
+  if extras then extend(out, extras) end
+  return out
 end
 
--- The worker holds the job and its state allows the event: returns its status, or nil and the
--- refusal {'ERR', code, status} (a late message from a worker that lost the job changes nothing).
-local function held(job, worker, event)
-  local s = redis.call('HMGET', job, 'status', 'worker_id')
+-- The worker holds the job and its state allows the event: returns its status (and the fields
+-- asked for, read in the same call), or nil and the refusal {'ERR', code, status} (a late message
+-- from a worker that lost the job changes nothing).
+local function held(job, worker, event, ...)
+  local s = redis.call('HMGET', job, 'status', 'worker_id', ...)
   if not s[1] then return nil, {'ERR', 'JOB_NOT_FOUND', ''} end
   if s[2] ~= worker then return nil, {'ERR', 'NOT_JOB_HOLDER', s[1]} end
   if not may(event, s[1]) then return nil, {'ERR', 'INVALID_STATE', s[1]} end
-  return s[1]
+  return s[1], s[3], s[4], s[5]
 end
 
 -- One job moves between states: the counts by status follow.

@@ -37,8 +37,9 @@ redis.call('ZADD', ARGV[4] .. ':jobs', seq, ARGV[5])  -- every job, by submissio
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 1 then
   redis.call('INCR', KEYS[4])
 end
-redis.call('HINCRBY', ARGV[4] .. ':class_live', ARGV[1], 1)
-redis.call('SREM', ARGV[4] .. ':classes_idle', ARGV[1])
+if redis.call('HINCRBY', ARGV[4] .. ':class_live', ARGV[1], 1) == 1 then
+  redis.call('SREM', ARGV[4] .. ':classes_idle', ARGV[1])  -- live again: not to be forgotten
+end
 count(KEYS[6], nil, TO.submit)
 -- 1-based position among every claimable job, of any class, that would be served first
 -- (the global index P:queued holds every job of every class queue, with the same score)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from conftest import REPO
 from empq.hub import lifecycle
 from empq.hub.lifecycle import FINAL, HELD, STATUSES, TRANSITIONS
 from empq.hub.redis_batch import load_lua
@@ -61,15 +62,23 @@ def test_every_transition_is_made_by_a_script_that_reads_the_table(repo):
     assert made == {t.event for t in TRANSITIONS}
 
 
-def test_the_prelude_carries_the_table():
-    loaded = load_lua("accept")
-    for t in TRANSITIONS:
-        assert f"{t.event}='{t.target}'" in loaded
-        for state in t.sources:
-            assert f"['{t.event}:{state}']=true" in loaded
-    assert (
-        loaded.index("local MAY") < loaded.index("local function held") < loaded.index("-- A worker confirms")
-    )
+def test_each_script_carries_its_rows_of_the_table_and_the_helpers_it_uses():
+    for script, events in JOB_SCRIPTS.items():
+        loaded = load_lua(script)
+        assert "TO." not in loaded, script  # every TO.<event> is written as its target state
+        for t in TRANSITIONS:
+            if t.event in events and t.sources and "local function may" in loaded:
+                states = " or ".join(f"status == '{s}'" for s in sorted(t.sources))
+                assert f"if event == '{t.event}' then return {states} end" in loaded, (script, t.event)
+            if t.event in events:
+                source = (REPO / "hub" / "lua" / f"{script}.lua").read_text()
+                if f"TO.{t.event}" in source:
+                    assert f"'{t.target}'" in loaded, (script, t.event)
+    accept = load_lua("accept")
+    order = [accept.index(m) for m in ("local function may", "local function held", "-- A worker confirms")]
+    assert order == sorted(order)
+    assert "local function enqueue" not in accept  # accept never queues: not carried
+    assert "local function may" not in load_lua("capabilities")  # no job transition at all
 
 
 async def test_a_step_from_a_state_the_table_refuses_is_refused_by_redis(core_hub):

@@ -1,0 +1,240 @@
+"""Instructions per job, counted by valgrind (callgrind): a figure that repeats on a noisy machine.
+
+    python -m bench.instructions [--jobs 200] [--warmup 40] [--progress-steps 1] [--only empq,null]
+        [--json out.json]
+
+Wall-clock and CPU-time figures swing ±20 % here (two cores shared with everything else);
+instruction counts do not: the same code on the same inputs executes the same instructions,
+whatever else the machine does. Each process under test (the empq hub, its redis-server, the null
+hub) runs under ``valgrind --tool=callgrind`` with instrumentation off; after its start-up and a
+warm-up stream of jobs the counters are switched on and zeroed (``callgrind_control -i on -z``),
+the measured stream runs, and a dump gives exactly the instructions spent on it. The load driver
+is bench/lifecycle.py's (outside valgrind): clients submit, workers claim, accept, report progress
+and complete no-op jobs, clients learn of each completion.
+
+The figures are instructions per completed job, by process. They compare two versions of the hub
+(A/B) or the hub with the null hub (the same WebSocket stack with no state); they are not
+seconds: Python's interpreter and C libraries weigh differently per instruction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import empq_command, module_command
+from bench.lifecycle import LoadConfig, run_load
+
+START_TIMEOUT = 300.0  # a Python process under valgrind starts slowly
+MEASURE_TIMEOUT = 900.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_binary() -> str:
+    from empq.hub.embedded_redis import redis_server_binary
+
+    return redis_server_binary()
+
+
+class Counted:
+    """A process under callgrind, counting only between ``start()`` and ``dump()``."""
+
+    def __init__(self, name: str, argv: list[str], out: Path) -> None:
+        self.name, self.out = name, out
+        self.log = open(out / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+        # timers every second, not every 200 ms: under valgrind a run lasts long, and the
+        # timers' fixed cost per tick would otherwise be counted as cost per job
+        env = {**os.environ, "EMPQ_SWEEP_INTERVAL_MS": "1000", "EMPQ_STATUS_INTERVAL_MS": "60000"}
+        self.proc = subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={out}/{name}.%p.out",
+                *argv,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+
+    def control(self, *args: str) -> None:
+        subprocess.run(
+            ["callgrind_control", *args, str(self.proc.pid)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def start(self) -> None:
+        self.control("-i", "on")
+        self.control("-z")
+
+    def dump(self) -> int:
+        before = set(self.out.glob(f"{self.name}.{self.proc.pid}.out.*"))
+        self.control("-d")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for path in set(self.out.glob(f"{self.name}.{self.proc.pid}.out.*")) - before:
+                found = re.search(r"^summary:\s*(\d+)", path.read_text(errors="replace"), re.M)
+                if found:
+                    return int(found.group(1))
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name}: no callgrind dump")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+
+
+def wait_listening(port: int, procs: list[Counted], timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.proc.poll() is not None:
+                text = (p.out / f"{p.name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{p.name} exited: {text}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.3)
+    raise RuntimeError(f"nothing listening on {port} after {timeout:.0f} s")
+
+
+def measure(kind: str, cfg: LoadConfig, warmup: int, out: Path) -> dict[str, Any]:
+    """Instructions of each process of ``kind`` (empq: hub and redis-server; null: the null hub)
+    over ``cfg.jobs`` jobs, after ``warmup`` jobs."""
+    port = free_port()
+    procs: list[Counted] = []
+    try:
+        if kind == "empq":
+            redis_port = free_port()
+            redis = Counted(
+                "redis",
+                [
+                    redis_binary(),
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                out,
+            )
+            procs.append(redis)
+            wait_listening(redis_port, procs)
+            hub_argv = empq_command(
+                "hub",
+                "--redis-url",
+                f"redis://127.0.0.1:{redis_port}/0",
+                "--ws-port",
+                str(port),
+                "--http-port",
+                "-1",
+                "--log-level",
+                "warning",
+            )
+            procs.append(Counted("hub", [shutil.which(hub_argv[0]) or hub_argv[0], *hub_argv[1:]], out))
+        else:
+            argv = module_command(
+                "bench.null_hub", "--port", str(port), "--max-seconds", str(MEASURE_TIMEOUT)
+            )
+            procs.append(Counted("null", argv, out))
+        wait_listening(port, procs)
+        url = f"ws://127.0.0.1:{port}"
+        warm = LoadConfig(**{**cfg.__dict__, "jobs": warmup, "seconds": MEASURE_TIMEOUT})
+        asyncio.run(run_load(url, warm, label=f"{kind} warm-up"))
+        for p in procs:
+            p.start()
+        result = asyncio.run(run_load(url, cfg, label=kind))
+        counts = {p.name: p.dump() for p in procs}
+    finally:
+        for p in procs:
+            p.stop()
+    done = result["completed"]
+    per_job = {name: round(n / done) for name, n in counts.items()} if done else {}
+    return {"kind": kind, "completed": done, "instructions": counts, "per_job": per_job, "run": result}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'':16}{'completed':>10}{'instructions per job (by process)':>48}"]
+    for r in rows:
+        parts = " + ".join(f"{n:,} {name}" for name, n in r["per_job"].items())
+        total = sum(r["per_job"].values())
+        lines.append(f"{r['kind']:16}{r['completed']:>10}   {parts} = {total:,}")
+    if len(rows) == 2 and all(r["per_job"] for r in rows):
+        a, b = (rows[0]["per_job"].get("hub"), rows[1]["per_job"].get("null"))
+        if a and b:
+            lines.append(f"empq hub ÷ null hub: {a / b:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=200, help="jobs counted (default 200)")
+    p.add_argument("--warmup", type=int, default=40, help="jobs before counting starts (default 40)")
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--clients", type=int, default=2)
+    p.add_argument("--in-flight", type=int, default=16)
+    p.add_argument("--progress-steps", type=int, default=1, help="update_job_progress per job (default 1)")
+    p.add_argument("--only", default="empq,null", help="comma list of empq,null")
+    p.add_argument("--keep", type=Path, help="keep the callgrind files here (for callgrind_annotate)")
+    p.add_argument("--json", type=Path, dest="json_out")
+    args = p.parse_args(argv)
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        print("valgrind (callgrind) is needed: apt-get install valgrind", file=sys.stderr)
+        return 2
+    cfg = LoadConfig(
+        clients=args.clients,
+        workers=args.workers,
+        jobs=args.jobs,
+        in_flight=args.in_flight,
+        progress_steps=args.progress_steps,
+        seconds=MEASURE_TIMEOUT,
+    )
+    cfg.check()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="empq-callgrind-") as tmp:
+        out = args.keep or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        for kind in args.only.split(","):
+            print(f"… {kind} under callgrind", flush=True)
+            rows.append(measure(kind.strip(), cfg, args.warmup, out))
+    print(
+        f"{args.jobs} jobs counted after {args.warmup} ({args.workers} workers, {args.clients} clients, "
+        f"{args.in_flight} in flight, {args.progress_steps} progress update(s) per job)"
+    )
+    print(table(rows))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(rows, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
