@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_hub_features import accept, claim, complete, submit
+from peer_steps import accept, claim, complete, submit
 
 pytestmark = pytest.mark.asyncio
 
