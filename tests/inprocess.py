@@ -10,6 +10,7 @@ calls ``hub.core.tick()`` (or ``hub.until``/``hub.ticks``, which tick every few 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import time
 import uuid
@@ -220,11 +221,14 @@ class Hub:
     async def until(
         self, done: Callable[[], Any], within: float = 3.0, every: float = 0.02, also: Callable[[], Any] | None = None
     ) -> Any:
-        """Run the timers until ``done()`` is truthy (its value), at most ``within`` seconds."""
+        """Run the timers until ``done()`` (or what it returns, when awaitable) is truthy; its
+        value. At most ``within`` seconds."""
         deadline = time.monotonic() + within
         while True:
             await self._tick(also)
             value = done()
+            if inspect.isawaitable(value):
+                value = await value
             if value:
                 return value
             if time.monotonic() > deadline:
