@@ -132,9 +132,7 @@ class Conn:
 
     def of(self, kind: str, **match: Any) -> list[dict[str, Any]]:
         """The frames of ``kind`` received so far whose fields equal ``match``."""
-        return [
-            f for f in self.frames if f["type"] == kind and all(f.get(k) == v for k, v in match.items())
-        ]
+        return [f for f in self.frames if f["type"] == kind and all(f.get(k) == v for k, v in match.items())]
 
 
 class Hub:
@@ -219,7 +217,11 @@ class Hub:
             await asyncio.sleep(every)
 
     async def until(
-        self, done: Callable[[], Any], within: float = 3.0, every: float = 0.02, also: Callable[[], Any] | None = None
+        self,
+        done: Callable[[], Any],
+        within: float = 3.0,
+        every: float = 0.02,
+        also: Callable[[], Any] | None = None,
     ) -> Any:
         """Run the timers until ``done()`` (or what it returns, when awaitable) is truthy; its
         value. At most ``within`` seconds."""

@@ -1,6 +1,6 @@
 """The steps a registered peer takes over a real socket (``empq.conformance.peer.Peer``), shared by
-the tests that need the transport: submit, claim, accept, progress, complete, status, a dropped
-connection. (The same steps in-process are ``inprocess.Conn``'s methods.)"""
+the tests that need the transport: submit, claim, accept, progress, complete, status. (The same
+steps in-process are ``inprocess.Conn``'s methods.)"""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-import pytest
-from empq.conformance.peer import Peer, PeerError
+from empq.conformance.peer import Peer
 
 
 def now_ms() -> int:
@@ -77,10 +76,3 @@ async def status_of(peer: Peer, job_id: str) -> dict[str, Any]:
 
 async def still_works(peer: Peer) -> None:
     assert (await peer.request("ping", "pong"))["type"] == "pong"
-
-
-async def drop(worker: Peer) -> None:
-    """Lose the connection without saying ``disconnect``."""
-    worker.ws.transport.abort()
-    with pytest.raises(PeerError):
-        await worker.expect("pong", timeout=2)  # until the reader sees the connection gone

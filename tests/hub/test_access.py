@@ -31,7 +31,11 @@ async def test_clients_see_only_their_customers_jobs(core_hub):
     allowed = [
         ("request_job_status", "response_job_status", {"job_id": job_a}),
         ("subscribe_job", "subscription_confirmed", {"job_id": job_a}),
-        ("subscribe_job_notifications", "job_notifications_subscribed", {"filters": {"customer_id": "cust-a"}}),
+        (
+            "subscribe_job_notifications",
+            "job_notifications_subscribed",
+            {"filters": {"customer_id": "cust-a"}},
+        ),
         ("submit_job", "job_accepted", {"job_type": "t", "payload": {}, "customer_id": "cust-a"}),
         ("cancel_job", "job_cancelled", {"job_id": job_a}),
     ]
@@ -71,16 +75,24 @@ async def test_monitors_need_view_all_jobs_and_clients_without_customer_see_thei
 
 
 def session(role: Role, customer_id: str | None = None, *permissions: str, client_id: str = "me") -> Session:
-    return Session("c", role=role, client_id=client_id, customer_id=customer_id, permissions=frozenset(permissions))
+    return Session(
+        "c", role=role, client_id=client_id, customer_id=customer_id, permissions=frozenset(permissions)
+    )
 
 
 def test_visible_follows_customer_then_permission_then_identity():
     bound = session(Role.JOB_CLIENT, "A")
-    assert visible(bound, "A", "someone-else") and not visible(bound, "B", "me") and not visible(bound, None, "me")
+    assert (
+        visible(bound, "A", "someone-else")
+        and not visible(bound, "B", "me")
+        and not visible(bound, None, "me")
+    )
     free = session(Role.JOB_CLIENT)
     assert visible(free, None, "me") and not visible(free, None, "other") and not visible(free, "A", "other")
     bound_monitor = session(Role.MONITOR, "A", "view_all_jobs")
-    assert visible(bound_monitor, "A", "x") and not visible(bound_monitor, "B", "x")  # whatever its permissions
+    assert visible(bound_monitor, "A", "x") and not visible(
+        bound_monitor, "B", "x"
+    )  # whatever its permissions
     assert visible(session(Role.MONITOR, None, "view_all_jobs"), "B", "x")
     assert not visible(session(Role.MONITOR, None, "view_system_stats"), None, "me")
     assert not visible(session(Role.WORKER), None, "me")

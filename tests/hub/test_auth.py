@@ -156,7 +156,11 @@ def test_an_auth_file_binds_customers_and_only_names_known_roles_and_permissions
     ]
     path.write_text(json.dumps({"tokens": tokens}))
     auth = Authenticator.from_config(HubConfig(auth_file=str(path)))
-    bound, free, ops = auth.check("job_client", "a"), auth.check("job_client", "free"), auth.check("monitor", "ops")
+    bound, free, ops = (
+        auth.check("job_client", "a"),
+        auth.check("job_client", "free"),
+        auth.check("monitor", "ops"),
+    )
     assert bound is not None and free is not None and ops is not None
     assert bound.customer_id == "A" and ops.permissions == frozenset({"view_workers"})
     # D19: a bound customer is named by its tokens only; an unbound token may use other labels

@@ -181,7 +181,11 @@ async def test_complete_job_processing_flow(core_hub):
     assert client.of("job_update", job_id=job_id, status="accepted")
     for pct in (25, 50, 75):
         await worker.send(
-            "update_job_progress", job_id=job_id, worker_id=worker.worker_id, progress=pct, message=f"step {pct}"
+            "update_job_progress",
+            job_id=job_id,
+            worker_id=worker.worker_id,
+            progress=pct,
+            message=f"step {pct}",
         )
         (update,) = client.of("job_update", job_id=job_id, progress=pct)
         assert update["status"] == "in_progress" and update["message"] == f"step {pct}"

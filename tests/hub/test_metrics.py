@@ -6,8 +6,8 @@ import asyncio
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from peer_steps import accept, claim, complete, submit
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.asyncio
 

@@ -87,7 +87,9 @@ async def test_stats_show_worker_telemetry(core_hub):
 async def test_monitor_gets_system_status_on_registration_and_periodically(core_hub):
     hub = await core_hub(status_interval_ms=200)
     monitor = hub.connect()
-    registered, first = await monitor.send("register_client", id="mon-1", client_type="monitor", client_id="mon")
+    registered, first = await monitor.send(
+        "register_client", id="mon-1", client_type="monitor", client_id="mon"
+    )
     assert registered["type"] == "client_registered" and registered["request_id"] == "mon-1"
     assert first["type"] == "system_status"  # right after registration
     assert first["active_workers"] == 0 and first["pending_jobs"] == 0

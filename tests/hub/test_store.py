@@ -16,7 +16,9 @@ async def test_priority_then_fifo_over_1000_jobs(core_hub):
     expected = []
     for i in range(1000):
         priority = (i * 37) % 5 * 20  # 0, 20, 40, 60, 80 interleaved
-        reply = await client.submit(priority=priority, payload={"i": i}, requirements={"service_type": "order"})
+        reply = await client.submit(
+            priority=priority, payload={"i": i}, requirements={"service_type": "order"}
+        )
         expected.append((-priority, i, reply["job_id"]))
     worker = await hub.worker(services=["order"], max_concurrent_jobs=100)
     order = []
