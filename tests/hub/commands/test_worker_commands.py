@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from peer_steps import now_ms
 
 # --- claim_job (D10) -------------------------------------------------------------------------------
@@ -266,6 +267,26 @@ async def test_worker_status_capabilities_are_bounded(core_hub, tmp_path):
     }
     await conn.request("worker_status", worker_id="w-a", status="idle", capabilities={"services": ["s"]})
     assert local.capabilities == {"services": ["s"], "allowed_customers": ["A"]}  # still bound to A
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hub bug: worker_status changes the capabilities of the local worker only; the shared "
+    "registry (P:worker:<id>) keeps those of its registration, so stats show the old ones and "
+    "other hubs judge 'can anyone run this?' on them",
+)
+async def test_worker_status_capabilities_reach_the_shared_registry(core_hub):
+    hub = await core_hub()
+    worker = await hub.worker(services=["old"])
+    await worker.request(
+        "worker_status", worker_id=worker.worker_id, status="idle", capabilities={"services": ["new"]}
+    )
+    monitor = await hub.monitor()
+    stats = await monitor.request("request_stats", include_sections=["workers"])
+    (entry,) = stats["stats"]["workers"]["workers"]
+    assert entry["capabilities"] == {"services": ["new"]}
+    await hub.core.tick()  # every hub's view of the fleet, as another hub would refresh it
+    assert hub.core.workers.everywhere[worker.worker_id]["capabilities"] == {"services": ["new"]}
 
 
 # --- service_request, connector_ws_status: relayed to monitors ---------------------------------------
