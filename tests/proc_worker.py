@@ -1,4 +1,4 @@
-"""A worker in its own process, for the tests that kill processes (``tests/test_hub_processes.py``).
+"""A worker in its own process, for the tests that kill processes (``tests/hub/test_processes.py``).
 
     python tests/proc_worker.py --url ws://HUB_A [--url ws://HUB_B ...] --worker-id ID
         [--mode work|hang] [--service sim] [--job-ms 20] [--max-seconds 60]

@@ -4,17 +4,15 @@ sockets on a real redis-server, with an auth file binding tokens to two customer
 Each test names what it refuses or bounds; each failed on the hub before D19: a worker id taken
 over across customers, job ids leaking through alerts and stats, worker tokens not bound to their
 customer, client ids shared across tokens, unbounded idle connections, outbound buffers, worker
-telemetry and subscriptions, no submission rate limit or queue bound, /metrics open to anyone, an
-embedded redis-server left dead. (The dashboard's script injection is tested in test_dashboard.py.)
+telemetry and subscriptions, no submission rate limit or queue bound, /metrics open to anyone.
+(The dashboard's script injection is tested in test_dashboard.py; an embedded redis-server left
+dead, in hub/test_embedded_redis.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import os
-import signal
 import socket
 import time
 import uuid
@@ -535,62 +533,6 @@ async def test_the_queue_bound_refuses_submissions_until_jobs_leave(start_hub):
     worker = await hub.peers.worker("drain")
     assert (await claim(worker))["type"] == "job_assigned"
     assert (await submit(c))["type"] == "job_accepted"
-
-
-# --- the embedded redis-server is supervised ---------------------------------------------------
-
-
-async def test_the_embedded_redis_is_restarted_when_it_dies(tmp_path, caplog):
-    from conftest import hub_config
-
-    caplog.set_level(logging.INFO, logger="empq.hub")
-    server = HubServer(hub_config(None, data_dir=tmp_path / "data", http_port=-1))
-    await server.start()
-    try:
-        url = f"ws://127.0.0.1:{server.port}"
-        peers = Peers(url)
-        c = await peers.client("survivor")
-        job = await submit(c)
-        await asyncio.sleep(1.2)  # AOF everysec: the job is on disk
-        assert server.embedded is not None and server.embedded.process is not None
-        os.kill(server.embedded.process.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 15
-        status: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            status = await c.request("request_job_status", "response_job_status", job_id=job["job_id"])
-            if status["type"] == "response_job_status":
-                break
-            assert status["error_code"] == "SERVICE_UNAVAILABLE", status
-            await asyncio.sleep(0.2)
-        assert status.get("status") == "queued", status
-        assert server.embedded.restarts == 1
-        assert "exited" in caplog.text and "starting it again" in caplog.text
-        await peers.close()
-    finally:
-        await server.stop()
-
-
-async def test_an_orphaned_embedded_redis_is_adopted_and_said_so(tmp_path, caplog):
-    from conftest import hub_config
-    from empq.hub.embedded_redis import EmbeddedRedis
-
-    data = tmp_path / "data"
-    left = EmbeddedRedis(data)
-    left.start()
-    pid = left.process.pid if left.process else 0
-    assert left._lock is not None
-    left._lock.close()  # what a kill -9 of its hub does: the lock goes, the server stays
-    caplog.set_level(logging.INFO, logger="empq.hub")
-    server = HubServer(hub_config(None, data_dir=data, http_port=-1))
-    await server.start()
-    try:
-        assert f"adopted redis-server pid {pid}" in caplog.text
-        peers = Peers(f"ws://127.0.0.1:{server.port}")
-        assert (await submit(await peers.client("adopter")))["type"] == "job_accepted"
-        await peers.close()
-    finally:
-        await server.stop()  # the last hub on the data dir stops the adopted server
-    assert left.process is not None and left.process.wait(5) == 0
 
 
 # --- found by an independent attack battery (second round) ---------------------------------------

@@ -147,3 +147,126 @@ async def test_a_final_message_reaches_a_connection_once_when_event_and_reread_r
     # a client that asks again (subscribe_job on a final job) gets it, by asking
     await client.request("subscribe_job", job_id=job_id)
     assert len(client.of("job_completed")) == 2
+
+
+# --- the reference's Complete Job Processing Flow, and the other ends of a job ------------------------
+
+REQ = {"service_type": "comfyui", "component": "text-to-image-xl", "hardware": {"gpu_memory_gb": 8}}
+CAPS = {"components": ["text-to-image-xl"], "hardware": {"gpu_memory_gb": 16, "gpu_model": "RTX 4090"}}
+
+
+async def test_complete_job_processing_flow(core_hub):
+    hub = await core_hub()
+    client = await hub.client("customer-123")
+    worker = await hub.worker(subscribe=True, **CAPS)
+    accepted = await client.submit(priority=75, requirements=REQ, customer_id="customer-123")
+    job_id = accepted["job_id"]
+    assert job_id.startswith("job-") and accepted["status"] == "queued"
+    assert accepted["position"] == 1 and accepted["notified_workers"] == 1
+    assert accepted["estimated_start"] is None  # no processing time measured yet
+    (available,) = worker.of("job_available", job_id=job_id)
+    assert available["requirements_summary"] == {
+        "service_type": "comfyui",
+        "component": "text-to-image-xl",
+        "gpu_memory_min": 8,
+    }
+
+    (assigned,) = await worker.claim(claim_timeout=30000)
+    assert assigned["job_id"] == job_id and assigned["worker_id"] == worker.worker_id
+    assert assigned["payload"] == {"prompt": "mountains"} and assigned["priority"] == 75
+    assert assigned["requirements"] == REQ and assigned["claim_timeout"] == 30000
+    await worker.send("job_accepted_by_worker", job_id=job_id, worker_id=worker.worker_id)
+    (update,) = client.of("job_update", job_id=job_id, status="assigned")
+    assert update["worker_id"] == worker.worker_id
+    assert client.of("job_update", job_id=job_id, status="accepted")
+    for pct in (25, 50, 75):
+        await worker.send(
+            "update_job_progress",
+            job_id=job_id,
+            worker_id=worker.worker_id,
+            progress=pct,
+            message=f"step {pct}",
+        )
+        (update,) = client.of("job_update", job_id=job_id, progress=pct)
+        assert update["status"] == "in_progress" and update["message"] == f"step {pct}"
+    result = {"success": True, "output_files": ["https://storage.example.com/x.png"]}
+    await worker.send(
+        "complete_job", job_id=job_id, worker_id=worker.worker_id, result=result, processing_time=67.5
+    )
+    assert worker.of("job_completed_ack", job_id=job_id)
+    (done,) = client.of("job_completed", job_id=job_id)
+    assert (
+        done["result"] == result and done["processing_time"] == 67.5 and done["worker_id"] == worker.worker_id
+    )
+
+    status = await client.status(job_id)
+    assert status["status"] == "completed" and status["progress"] == 100 and status["result"] == result
+    # with a processing time measured (by the next timer tick), estimates appear
+    await hub.core.tick()
+    later = await client.submit(requirements=REQ)
+    assert later["estimated_start"] is not None
+
+
+async def test_retry_with_backoff_then_final_failure(core_hub):
+    hub = await core_hub()
+    client = await hub.client()
+    job = await client.submit(requirements={"service_type": "flaky"}, max_retries=2)
+    worker = await hub.worker(services=["flaky"])
+    delays = []
+    for attempt in range(3):
+        jobs = await hub.until(worker.claim)  # the timers make a retry claimable after its delay
+        assert jobs[0]["job_id"] == job["job_id"]
+        assert jobs[0]["retry_count"] == attempt
+        ack = await worker.act("fail_job", job["job_id"], error="Service connection timeout")
+        if attempt < 2:
+            assert ack["retry_scheduled"] is True and ack["retry_count"] == attempt + 1
+            delays.append(ack["retry_delay"])
+            update = client.of("job_update", job_id=job["job_id"], status="queued")[-1]
+            assert update["retry_count"] == attempt + 1
+            # not claimable before the delay has passed
+            assert await worker.claim() == []
+        else:
+            assert ack["retry_scheduled"] is False and ack["retry_delay"] is None
+    assert delays == [0.05, 0.1]  # base 0.05 s doubling (test config)
+    (final,) = client.of("job_update", job_id=job["job_id"], status="failed")
+    assert final["error"] == "Service connection timeout"
+    status = await client.status(job["job_id"])
+    assert status["status"] == "failed" and status["retry_count"] == 2
+
+
+async def test_fail_without_retry_fails_at_once(core_hub):
+    hub, client, worker = await started(core_hub)
+    job = await client.submit(**SUBMIT)
+    await claim(worker)
+    ack = await worker.act("fail_job", job["job_id"], error="bad prompt", retry=False)
+    assert ack["retry_scheduled"] is False
+    assert client.of("job_update", job_id=job["job_id"], status="failed")
+
+
+async def test_cancel_running_job_tells_the_worker(core_hub):
+    hub, client, worker = await started(core_hub)
+    job = await client.submit(**SUBMIT)
+    await claim(worker)
+    await worker.send("job_accepted_by_worker", job_id=job["job_id"], worker_id=worker.worker_id)
+    await worker.send("update_job_progress", job_id=job["job_id"], worker_id=worker.worker_id, progress=10)
+    assert client.of("job_update", job_id=job["job_id"], status="in_progress")
+    await client.request("cancel_job", job_id=job["job_id"])
+    (stop,) = worker.of("job_cancelled", job_id=job["job_id"])
+    assert stop["status"] == "cancelled"
+    late = await worker.act("complete_job", job["job_id"], result={"success": True})
+    assert late["error_code"] == "NOT_JOB_HOLDER"
+    assert (await client.status(job["job_id"]))["status"] == "cancelled"
+
+
+async def test_job_past_its_time_limit_ends_in_timeout(core_hub):
+    hub, client, worker = await started(core_hub)
+    job = await client.submit(**SUBMIT, timeout_seconds=0.2)
+    await claim(worker)
+    await worker.send("job_accepted_by_worker", job_id=job["job_id"], worker_id=worker.worker_id)
+    (told,) = await hub.until(lambda: worker.of("job_update", job_id=job["job_id"], status="timeout"))
+    assert told["error"] == "job exceeded its time limit"
+    assert client.of("job_update", job_id=job["job_id"], status="timeout")
+    assert hub.core.workers.get(worker.worker_id).held == set()  # its slot is free
+    late = await worker.act("complete_job", job["job_id"], result={"success": True})
+    assert late["error_code"] == "INVALID_STATE"
+    assert (await client.status(job["job_id"]))["status"] == "timeout"

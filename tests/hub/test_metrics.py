@@ -6,8 +6,8 @@ import asyncio
 
 import httpx
 import pytest
+from peer_steps import accept, claim, complete, submit
 from prometheus_client.parser import text_string_to_metric_families
-from test_hub_features import accept, claim, complete, submit
 
 pytestmark = pytest.mark.asyncio
 

@@ -40,7 +40,7 @@ from empq.conformance.peer import Peer, PeerError
 from empq.hub.config import HubConfig
 from empq.hub.embedded_redis import EmbeddedRedis
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent  # tests/
 START_TIMEOUT = 20.0  # a hub or worker process up and ready
 STOP_TIMEOUT = 5.0
 
