@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from peer_steps import now_ms
 
 
@@ -41,6 +40,9 @@ async def test_the_reaper_takes_each_silent_worker_once(core_hub):
     workers = await fleet.workers()
     assert list(workers) == ["chatty"] and workers["chatty"]["telemetry"]["status"] == "busy"
     assert workers["chatty"]["last_seen"] == now and await fleet.live_workers() == 1
+    # its entry (and owner) stays until its hub has handed its jobs back (core.worker_lost)
+    assert await hub.redis.execute("EXISTS", fleet.worker_key("quiet"))
+    await fleet.worker_gone("quiet")
     assert not await hub.redis.execute("EXISTS", fleet.worker_key("quiet"))
 
 
@@ -84,12 +86,6 @@ async def test_service_requests_keep_the_latest(core_hub):
     assert [json.loads(k)["n"] for k in kept] == [4, 3, 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub bug: the reaper (lua/reap.lua) deletes a silent worker's registry entry, owner "
-    "included, before its hub hands the jobs back (release.lua, awaited after): meanwhile another "
-    "token may register the id and resume those jobs (D19: the id is its token's while it holds jobs)",
-)
 async def test_a_reaped_workers_id_is_not_anyones_while_its_jobs_are_not_back(core_hub, tmp_path):
     tokens = [
         {"token": "fleet", "role": "worker"},

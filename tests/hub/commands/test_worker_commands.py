@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from peer_steps import now_ms
 
 # --- claim_job (D10) -------------------------------------------------------------------------------
@@ -269,12 +268,6 @@ async def test_worker_status_capabilities_are_bounded(core_hub, tmp_path):
     assert local.capabilities == {"services": ["s"], "allowed_customers": ["A"]}  # still bound to A
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub bug: worker_status changes the capabilities of the local worker only; the shared "
-    "registry (P:worker:<id>) keeps those of its registration, so stats show the old ones and "
-    "other hubs judge 'can anyone run this?' on them",
-)
 async def test_worker_status_capabilities_reach_the_shared_registry(core_hub):
     hub = await core_hub()
     worker = await hub.worker(services=["old"])
