@@ -103,6 +103,20 @@ async def test_an_operator_finds_a_failed_job_reads_why_and_retries_it(browser, 
     assert set(await rows(page, "#jobs .row")) == {*done, failed, *waiting}
     await shot(page, "jobs")
 
+    # live: a listed job changes in place; a new one is offered, not pushed under the reader's eyes
+    started = await fleet.run(gpu, "accept", "progress", "complete")
+    await page.wait_for_selector(f'#jobs .row[data-job-id="{started}"][data-status="completed"]')
+    await fleet.submit("text_to_image")
+    await page.wait_for_selector("#jobs-new:has-text('1 new job')")
+
+    # search by id: the start of one is enough
+    await page.fill("#f-q", done[1][4:12])
+    await until(page, f"location.hash.includes('q={done[1][4:12]}')")
+    await until(page, "document.querySelectorAll('#jobs .row').length === 1")
+    assert await rows(page, "#jobs .row") == [done[1]]
+    await page.click("#f-clear")
+    await until(page, "document.querySelectorAll('#jobs .row').length === 7")
+
     # filter: the failed ones
     await page.click('#f-status label:has(input[value="failed"])')
     await until(page, "location.hash.includes('status=failed')")
@@ -255,3 +269,57 @@ async def test_every_dashboard_module_is_type_checked():
     the header says so to whoever opens it."""
     for path in sorted((REPO / "hub" / "static").glob("*.js")):
         assert path.read_text(encoding="utf-8").startswith("// @ts-check"), path.name
+
+
+TOKENS = [
+    {"token": "client-a", "role": "job_client", "customer_id": "A"},
+    {"token": "client-b", "role": "job_client", "customer_id": "B"},
+    {"token": "worker", "role": "worker"},
+    {
+        "token": "viewer-a",
+        "role": "monitor",
+        "customer_id": "A",
+        "permissions": ["view_all_jobs", "view_system_stats"],
+    },
+]
+
+
+async def test_a_monitor_bound_to_a_customer_sees_its_jobs_only_and_without_manage_jobs_no_action(
+    browser, start_hub, tmp_path
+):
+    """D19 in the page: the token's customer bounds the listing, the detail and the hour; the
+    actions are not offered without manage_jobs (and the hub refuses them anyway)."""
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps({"tokens": TOKENS}), encoding="utf-8")
+    hub = await start_hub(auth_file=str(path))
+    base = f"http://127.0.0.1:{hub.http.port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as api:
+        body = {"job_type": "text_to_image", "payload": {}, "max_retries": 0}
+        mine = (await api.post("/api/jobs", json=body, headers={"Authorization": "Bearer client-a"})).json()[
+            "job_id"
+        ]
+        body = {"job_type": "secret-type-of-b", "payload": {}}
+        theirs = (await api.post("/api/jobs", json=body, headers={"Authorization": "Bearer client-b"})).json()
+    worker = await hub.peers.raw("w")
+    await worker.request(
+        "register_worker",
+        "worker_registered",
+        worker_id="gpu-1",
+        capabilities={"services": ["comfyui"]},
+        auth_token="worker",
+    )
+    worker.worker_id = "gpu-1"
+    await Fleet(hub).run(worker, "accept", "fail")  # A's job (the oldest) fails
+
+    page = await open_page(browser, hub, "/?token=viewer-a#/jobs")
+    await page.wait_for_selector(f'#jobs .row[data-job-id="{mine}"]')
+    assert await rows(page, "#jobs .row") == [mine]
+    await page.click(f'#jobs .row[data-job-id="{mine}"]')
+    await page.wait_for_selector("#detail #failure")
+    assert not await page.locator("#retry").is_visible()  # no manage_jobs: not offered
+    assert not await page.locator("#bulk-open").is_visible()
+    await page.evaluate(f"location.hash = '#/job/{theirs['job_id']}'")
+    await page.wait_for_selector("#detail .error-line:has-text('JOB_NOT_FOUND')")
+    await page.click('nav a[data-view="types"]')
+    await page.wait_for_selector('#types tr[data-job-type="text_to_image"]')
+    assert "secret-type-of-b" not in await page.inner_text("#view-types")
