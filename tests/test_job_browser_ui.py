@@ -323,3 +323,20 @@ async def test_a_monitor_bound_to_a_customer_sees_its_jobs_only_and_without_mana
     await page.click('nav a[data-view="types"]')
     await page.wait_for_selector('#types tr[data-job-type="text_to_image"]')
     assert "secret-type-of-b" not in await page.inner_text("#view-types")
+
+
+async def test_a_sparse_filter_stops_scanning_until_the_reader_asks(browser, fleet, monkeypatch):
+    """Each listing request looks at a bounded stretch of the index; when ten in a row find
+    nothing the page stops asking by itself and offers to search older jobs."""
+    import empq.hub.http as http
+
+    monkeypatch.setattr(http, "MAX_SCANNED", 5)  # ten requests look at 50 jobs
+    rare = await fleet.submit("rare-type")
+    for _ in range(60):
+        await fleet.submit("common-type")
+    page = await open_page(browser, fleet.hub, "/#/jobs?job_type=rare-type")
+    await page.wait_for_selector("#jobs-more:visible")
+    assert await rows(page, "#jobs .row") == []
+    await page.click("#jobs-more")
+    await page.wait_for_selector(f'#jobs .row[data-job-id="{rare}"]')
+    assert await page.inner_text("#jobs-count") == "1 job"

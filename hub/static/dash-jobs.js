@@ -36,6 +36,7 @@ export class JobsView {
     this.cursor = null;
     this.done = false;
     this.loading = false;
+    this.stalled = false; // a sparse filter found nothing in the last stretch: go on when asked only
     this.generation = 0; // a new listing makes older answers moot
     this.newJobs = 0;
     /** @type {string | null} */
@@ -154,6 +155,7 @@ export class JobsView {
     this.cursor = null;
     this.done = false;
     this.loading = false;
+    this.stalled = false;
     this.newJobs = 0;
     $("jobs-new").hidden = true;
     $("jobs").scrollTop = 0;
@@ -161,14 +163,20 @@ export class JobsView {
     this.more();
   }
 
-  /** The next page (and the next, while a sparse filter finds nothing in a scanned stretch). @param {boolean} [asked] */
+  /**
+   * The next page (and the next, up to 10 requests, while a sparse filter finds nothing in the
+   * stretches of the index each request looks at). Scrolling asks for more by itself unless the
+   * last call found nothing: then the reader asks (each request costs the hub a bounded scan).
+   * @param {boolean} [asked]
+   */
   async more(asked) {
-    if (this.loading || this.done) return;
+    if (this.loading || this.done || (this.stalled && !asked)) return;
     this.loading = true;
     const generation = this.generation;
     $("jobs-more").hidden = true;
     this.say("loading…");
     try {
+      let found = 0;
       for (let round = 0; round < 10; round += 1) {
         /** @type {import("./dash-util.js").JobPage} */
         const page = await api("/api/jobs" + query({ ...this.filters, limit: PAGE, cursor: this.cursor }));
@@ -177,14 +185,16 @@ export class JobsView {
           if (this.byId.has(job.job_id)) continue;
           this.byId.set(job.job_id, job);
           this.items.push(job);
+          found += 1;
         }
         this.cursor = page.next_cursor;
         this.done = page.next_cursor === null;
         if (page.jobs.length || this.done) break;
       }
+      this.stalled = !this.done && found === 0;
       this.list.set(this.items);
-      this.say("");
-      if (!this.done && !asked && this.items.length === 0) $("jobs-more").hidden = false;
+      this.say(this.stalled ? "No match in the last " + (10 * 5000).toLocaleString() + " jobs looked at." : "");
+      $("jobs-more").hidden = !this.stalled;
     } catch (e) {
       if (generation === this.generation) this.say(explain(e), true);
       this.done = e instanceof ApiError && e.status < 500;

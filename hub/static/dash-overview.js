@@ -39,7 +39,7 @@ export class Overview {
   show(_arg) {
     if (!this.seeded) {
       this.seeded = true;
-      this.seed();
+      this.seed().catch(() => { this.seeded = false; }); // the hub may be restarting: next time
     }
     this.drawChart();
   }
