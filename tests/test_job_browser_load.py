@@ -117,15 +117,17 @@ async def test_ten_thousand_jobs_and_a_thousand_workers_keep_the_page_responsive
     in_dom = await page.evaluate("document.querySelectorAll('#jobs .row').length")
     assert 0 < in_dom <= MAX_ROWS, in_dom
 
-    # a job from the middle of the list opens its detail
+    # a job from the middle of the list opens its detail (the rows are recycled as the list
+    # scrolls: wait until the window moved, then click the row by its job id, not its position)
+    first = "document.querySelector('#jobs .row').dataset.jobId"
+    before = await page.evaluate(first)
     await page.evaluate(
         "(() => { const v = document.getElementById('jobs'); v.scrollTop = v.scrollHeight / 2; })()"
     )
-    await until(page, "document.querySelectorAll('#jobs .row').length > 0")
-    middle = page.locator("#jobs .row").nth(10)
-    job_id = await middle.get_attribute("data-job-id")
+    await until(page, f"document.querySelectorAll('#jobs .row').length > 10 && {first} !== {before!r}")
+    job_id = await page.locator("#jobs .row").nth(10).get_attribute("data-job-id")
     started = time.monotonic()
-    await middle.click()
+    await page.locator(f'#jobs .row[data-job-id="{job_id}"]').click()
     await page.wait_for_selector(f'#detail h2:has-text("{job_id}")')
     await page.wait_for_selector("#timeline li")
     timings["row_click_to_detail_s"] = time.monotonic() - started
