@@ -42,6 +42,7 @@ PROBES: dict[str, tuple[str, ...]] = {
     "DEL": ("K",),
     "LPUSH": ("K", "v"),
     "LTRIM": ("K", "0", "1"),
+    "LRANGE": ("K", "0", "-1"),  # a job's history (the job browser)
     "PUBLISH": ("C", '{"hub": "acl-probe", "kind": "probe"}'),  # never sent; hubs would ignore it
     "SUBSCRIBE": ("C",),  # (on the bus connection)
     # called by the Lua scripts
@@ -50,6 +51,7 @@ PROBES: dict[str, tuple[str, ...]] = {
     "HINCRBYFLOAT": ("K", "f", "1"),
     "HSETNX": ("K", "f", "v"),
     "INCR": ("K",),
+    "RPUSH": ("K", "v"),
     "SADD": ("K", "m"),
     "SET": ("K", "v"),
     "SREM": ("K", "m"),

@@ -18,4 +18,5 @@ redis.call('HSET', KEYS[1], 'status', TO.cancel, 'cancelled_at', ARGV[1], 'compl
 count(KEYS[4], prev, TO.cancel)
 redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
 ended(ARGV[3], s[3])
+record(ARGV[3], ARGV[2], 'cancel', TO.cancel, ARGV[1], worker, ARGV[4])
 return moved(KEYS[1], prev, {worker})

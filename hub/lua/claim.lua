@@ -41,6 +41,7 @@ for _ = 1, tonumber(ARGV[4]) do
   redis.call('ZADD', KEYS[1], deadline, best_id)
   redis.call('SADD', KEYS[3], best_id)
   count(KEYS[2], 'queued', TO.claim)
+  record(prefix, best_id, 'claim', TO.claim, now, ARGV[1])
   table.insert(out, best_id)
   for k = 1, 10 do table.insert(out, f[k] or '') end
   out[2] = out[2] + 1

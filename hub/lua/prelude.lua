@@ -76,3 +76,17 @@ local function ended(prefix, class)
     redis.call('SADD', prefix .. ':classes_idle', class)
   end
 end
+
+-- The job's history (hist:<id>, the dashboard's timeline, D20): every transition appends one
+-- entry, "event TAB status it led to TAB at ms TAB worker TAB note" (ids have no control
+-- characters; the note, last, is free text: the error of a failure, the reason of a cancel, the
+-- job a retry links to; at most 500 bytes). One RPUSH; a job past HISTORY_MAX entries (claimed
+-- and released again and again) keeps its latest ones.
+local function record(prefix, id, event, status, at, worker, note)
+  local HISTORY_MAX = 200
+  local key = prefix .. ':hist:' .. id
+  local entry = event .. '\t' .. status .. '\t' .. at .. '\t' .. (worker or '') .. '\t' .. string.sub(note or '', 1, 500)
+  if redis.call('RPUSH', key, entry) > HISTORY_MAX then
+    redis.call('LTRIM', key, -HISTORY_MAX, -1)
+  end
+end

@@ -34,7 +34,9 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       redis.call('ZADD', KEYS[6], ARGV[2], id)
       ended(ARGV[3], s[4])
     end
-    count(KEYS[4], s[1], event == 'release' and TO.release or TO.lost)
+    local to = event == 'release' and TO.release or TO.lost
+    count(KEYS[4], s[1], to)
+    record(ARGV[3], id, event, to, ARGV[2], ARGV[1])
     extend(out, {event, id, ARGV[1], s[1]})
     extend(out, routing(job))
   end
