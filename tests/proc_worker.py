@@ -141,14 +141,23 @@ async def complete(conn: Conn, job_id: str, job_ms: float) -> None:
     await finish(conn, job_id)
 
 
-async def finish(conn: Conn, job_id: str) -> None:
+# complete_job sent without a reply yet (the connection dropped): sent again after re-registering,
+# as the SDK's EmpWorker does; the hub that applied it may have died before its ack went out.
+UNANSWERED: set[str] = set()
+
+
+async def finish(conn: Conn, job_id: str, again: bool = False) -> None:
+    UNANSWERED.add(job_id)
     reply = await conn.retrying(
         "complete_job", job_id=job_id, worker_id=conn.worker_id, result={"success": True}
     )
+    UNANSWERED.discard(job_id)
     if reply["type"] == "job_completed_ack":
         emit("completed", job_id=job_id)
     elif state_of(reply) == "completed":  # a retry whose first attempt was applied
         emit("already_completed", job_id=job_id)
+    elif again:  # not applied, and no longer this worker's (released while it was away)
+        emit("gave_up", request="complete_job", job_id=job_id, message=reply)
     else:
         emit("refused", request="complete_job", job_id=job_id, message=reply)
 
@@ -189,6 +198,8 @@ async def session(url: str, args: argparse.Namespace, opened: list[Conn]) -> Non
             beat = asyncio.create_task(conn.heartbeat(interval))
             for job_id in resumed:
                 await finish(conn, job_id)
+            for job_id in sorted(UNANSWERED - set(resumed)):
+                await finish(conn, job_id, again=True)
             if args.mode == "hang":
                 assigned = await claim_one(conn)
                 job_id = assigned["job_id"]
