@@ -130,8 +130,7 @@ async def subscribe_job(req: Request[SubscribeJob]) -> None:
         return  # gone while the job was read
     subs.add_job(req.conn_id, msg.job_id)
     req.reply(_confirmed(msg.job_id, enabled=True))
-    final_at_once = job["status"] in states.FINAL
-    if not final_at_once:
+    if job["status"] not in states.FINAL:
         # it may have finished between the read and the subscription: read again, so the final
         # message is never missed (and not sent twice if its event got here meanwhile)
         job = await hub.jobs.status(msg.job_id) or job
@@ -139,8 +138,9 @@ async def subscribe_job(req: Request[SubscribeJob]) -> None:
         subs.await_final(msg.job_id, req.conn_id)
         return
     final = hub.jobs.final_message(msg.job_id, job)
-    # a job final when asked about gets its final message, even on a connection that had it
-    if final is not None and (final_at_once or subs.not_yet_final(msg.job_id, [req.conn_id])):
+    # a connection gets a job's final message once (D14): a client that subscribes while the
+    # final is on its way to it (e.g. after resubmitting with its idempotency key) gets no second
+    if final is not None and subs.not_yet_final(msg.job_id, [req.conn_id]):
         hub.fanout.send(req.conn_id, final)
         subs.final_sent(msg.job_id, [req.conn_id])
     subs.remove_job(req.conn_id, msg.job_id)  # final: nothing more will come

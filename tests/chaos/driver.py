@@ -236,6 +236,10 @@ class Client:
         self.conflicting_accepts: list[str] = []  # a repeat that named another job (D18 broken)
         self.refused: dict[int, str] = {}  # n -> error code (other than SERVICE_UNAVAILABLE)
         self.completed: collections.Counter[str] = collections.Counter()  # job_completed frames
+        # where each final frame came from: "<hub url> session <n> at <s>" (for a duplicate's report)
+        self.final_from: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
+        self.session_url = ""
+        self.started = time.monotonic()
         self.failed: collections.Counter[str] = collections.Counter()  # job_update failed/timeout
         self.updates: collections.Counter[str] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
@@ -264,6 +268,7 @@ class Client:
                 del exc
                 await asyncio.sleep(0.1)
                 continue
+            self.session_url = url
             try:
                 await self.session(peer)
             except (PeerError, OSError, TimeoutError, AssertionError):
@@ -344,6 +349,11 @@ class Client:
                         0.2, lambda: asyncio.ensure_future(self.resubscribe([job_id]))
                     )
             return
+        if kind == "job_completed" or (kind == "job_update" and frame.get("status") in FINAL_STATES):
+            self.final_from[frame["job_id"]].append(
+                f"{kind} from {self.session_url} session {self.reconnects} at "
+                f"{time.monotonic() - self.started:.2f} s"
+            )
         if kind == "job_completed":
             self.completed[frame["job_id"]] += 1
             self.last_final = time.monotonic()
@@ -681,7 +691,8 @@ class Run:
                 duplicated += 1
                 violations.append(
                     f"job {job_id}: {client.completed[job_id]} job_completed + "
-                    f"{client.failed[job_id]} final job_update at the client"
+                    f"{client.failed[job_id]} final job_update at the client: "
+                    + "; ".join(client.final_from[job_id])
                 )
             if client.completed[job_id] and j["status"] != "completed":
                 violations.append(f"job {job_id}: job_completed at the client, Redis {j['status']}")

@@ -188,6 +188,27 @@ async def test_subscribe_job_confirms_and_enabled_false_stops_the_updates(core_h
     assert owner.of("job_completed", job_id=job["job_id"])  # the submitter still hears
 
 
+async def test_a_connection_gets_a_jobs_final_message_once_and_a_new_one_gets_it_at_subscribe(core_hub):
+    """D14: subscribing to a final job sends its final message at once, unless this connection
+    already had it (the chaos run's client re-subscribes after resubmitting with its idempotency
+    key, while the final is on its way: it got job_completed twice)."""
+    hub = await core_hub()
+    owner = await hub.client("cust-f")
+    job = await owner.submit()
+    worker = await hub.worker()
+    await worker.claim()
+    await worker.accept(job["job_id"])
+    await worker.complete(job["job_id"])
+    assert len(owner.of("job_completed", job_id=job["job_id"])) == 1
+    again = await owner.request("subscribe_job", job_id=job["job_id"])
+    assert again["type"] == "subscription_confirmed"
+    await hub.ticks(0.1)
+    assert len(owner.of("job_completed", job_id=job["job_id"])) == 1  # not a second time
+    late = await hub.client("cust-f")
+    await late.request("subscribe_job", job_id=job["job_id"])
+    assert len(late.of("job_completed", job_id=job["job_id"])) == 1  # a new connection learns it
+
+
 async def test_subscribe_job_refuses_unknown_jobs_and_too_many_subscriptions(core_hub, monkeypatch):
     hub = await core_hub()
     client = await hub.client()
