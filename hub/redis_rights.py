@@ -42,14 +42,17 @@ PROBES: dict[str, tuple[str, ...]] = {
     "DEL": ("K",),
     "LPUSH": ("K", "v"),
     "LTRIM": ("K", "0", "1"),
+    "LRANGE": ("K", "0", "-1"),
     "PUBLISH": ("C", '{"hub": "acl-probe", "kind": "probe"}'),  # never sent; hubs would ignore it
     "SUBSCRIBE": ("C",),  # (on the bus connection)
     # called by the Lua scripts
+    "EXISTS": ("K",),
     "HGET": ("K", "f"),
     "HINCRBY": ("K", "f", "1"),
     "HINCRBYFLOAT": ("K", "f", "1"),
     "HSETNX": ("K", "f", "v"),
     "INCR": ("K",),
+    "RPUSH": ("K", "v"),
     "SADD": ("K", "m"),
     "SET": ("K", "v"),
     "SREM": ("K", "m"),

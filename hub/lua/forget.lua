@@ -6,6 +6,7 @@
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
   redis.call('UNLINK', ARGV[3] .. ':job:' .. id)
+  redis.call('UNLINK', ARGV[3] .. ':whlog:' .. id)  -- its webhook log (deliveries left go on)
   redis.call('ZREM', KEYS[2], id)
   redis.call('ZREM', KEYS[1], id)
 end
