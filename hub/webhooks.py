@@ -33,6 +33,7 @@ from empq.generated.defs.webhook_delivery import WebhookDelivery
 from empq.generated.defs.webhook_event import WebhookEvent
 from empq.generated.messages.submit_job import SubmitJob
 from empq.hub import job_messages, webhook_http
+from empq.hub.resp import RedisReplyError
 from empq.hub.webhook_http import Answer, Refused
 
 import empq
@@ -179,8 +180,11 @@ class Webhooks:
             await self._record(delivery_id, attempt, facts, answer)
         except Exception as exc:  # Redis unreachable: the lease runs out and the delivery is tried again
             log.warning("webhook %s attempt %d: outcome not recorded (%s)", delivery_id, attempt, exc)
-        if self._more_due:
-            await self.poll()
+        if self._more_due:  # a backlog: take the next one now rather than at the next tick
+            try:
+                await self.poll()
+            except (RedisReplyError, OSError) as exc:
+                log.debug("webhook claim failed: %s", exc)
 
     async def _send(self, delivery_id: str, facts: dict[str, str]) -> Answer:
         config = self.config
