@@ -1,4 +1,4 @@
-"""Webhooks (spec D20): what they cost on the job path, how fast the sender goes, how late they arrive.
+"""Webhooks (spec D21): what they cost on the job path, how fast the sender goes, how late they arrive.
 
     python -m bench.webhooks [--jobs 2000] [--rounds 4] [--in-flight 50] [--latency-jobs 50]
         [--sweep-ms 200] [--seconds 120] [--redis-url URL] [--json out.json]

@@ -1,4 +1,4 @@
-"""Webhook signatures (spec D20), per Standard Webhooks (https://www.standardwebhooks.com).
+"""Webhook signatures (spec D21), per Standard Webhooks (https://www.standardwebhooks.com).
 
 The hub signs every webhook it sends with these functions; a receiver checks them with
 ``verify``::

@@ -5,7 +5,7 @@ permissions it asks for.  Otherwise a registration must present a token of the r
 for — in the handshake (``Authorization: Bearer``, ``?token=``) or as ``auth_token`` — and gets
 the customer binding and permissions that token carries.
 
-The auth file may also give a customer its own webhook signing secret (spec D20):
+The auth file may also give a customer its own webhook signing secret (spec D21):
 ``{"tokens": [...], "customers": {"acme": {"webhook_secret": "whsec_..."}}}``.
 """
 
@@ -37,7 +37,7 @@ class Grant:
 class Authenticator:
     def __init__(self, tokens: dict[str, Grant], webhook_keys: dict[str | None, bytes] | None = None) -> None:
         self.tokens = tokens
-        # webhook signing keys (D20): per customer from the auth file, the hub's under None
+        # webhook signing keys (D21): per customer from the auth file, the hub's under None
         self.webhook_keys = webhook_keys or {}
         # customers some token is bound to: only those tokens act for them (D19); any other
         # customer id is a label an unbound client may use to group its own jobs
@@ -82,7 +82,7 @@ class Authenticator:
         return cls(tokens, keys)
 
     def webhook_key(self, customer_id: str | None) -> bytes | None:
-        """The key that signs the webhooks of a customer's jobs: its own, else the hub's (D20)."""
+        """The key that signs the webhooks of a customer's jobs: its own, else the hub's (D21)."""
         own = self.webhook_keys.get(customer_id) if customer_id else None
         return own if own is not None else self.webhook_keys.get(None)
 

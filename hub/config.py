@@ -57,7 +57,7 @@ class HubConfig:
     max_queued_jobs: int = 0  # submissions refused (RATE_LIMITED) while this many jobs wait (0 = no bound)
     max_queued_per_customer: int = 0  # the same, per customer (0 = no bound)
     metrics_public: bool = False  # with tokens configured, /metrics needs an unbound monitor token unless set
-    # webhooks (spec D20): a job's events POSTed to its webhook_url, signed, durable, retried
+    # webhooks (spec D21): a job's events POSTed to its webhook_url, signed, durable, retried
     webhook_secret: str = ""  # whsec_<base64>: signs deliveries (a customer's own, from auth_file, wins)
     webhook_allow_http: bool = False  # http:// targets too (default: https only)
     webhook_allow_private: bool = False  # loopback, private, link-local, metadata targets too

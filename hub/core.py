@@ -12,7 +12,7 @@ which calls the job manager (``jobs.py``) or a component:
     monitoring     Monitoring       alerts, system_status, stats
     chunks         ChunkStreams     reassembly of chunked messages
     jobs           JobManager       every job transition (Lua call, messages, slots, metrics)
-    webhooks       Webhooks         webhook checks at submission, the sender (spec D20)
+    webhooks       Webhooks         webhook checks at submission, the sender (spec D21)
 
 State that must survive or be shared lives in Redis (``store.py``: jobs; ``fleet.py``: workers
 and hubs); what lives here is per-process routing, rebuilt on restart.

@@ -1,7 +1,7 @@
 """Every job event's message, built in one place with the generated models.
 
 The job manager (``jobs.py``) sends them over the WebSocket as each transition happens; webhooks
-(``webhooks.py``, spec D20) build the same message later from the facts the transition's Lua
+(``webhooks.py``, spec D21) build the same message later from the facts the transition's Lua
 script recorded with the delivery (``lua/prelude.lua``'s ``webhook``): ``from_facts``. Both go
 through the functions below, so a webhook's body is the message the WebSocket carries.
 """

@@ -277,7 +277,7 @@ def openapi_document() -> dict[str, Any]:
 
 
 def _job_event_webhook() -> dict[str, Any]:
-    """What the hub POSTs to a job's webhook_url (spec D20): the WebSocket's message, signed."""
+    """What the hub POSTs to a job's webhook_url (spec D21): the WebSocket's message, signed."""
 
     def header(name: str, text: str, pattern: str) -> dict[str, Any]:
         return {"name": name, "in": "header", "required": True, "description": text,
@@ -286,7 +286,7 @@ def _job_event_webhook() -> dict[str, Any]:
     return {
         "post": {
             "operationId": "jobEventWebhook",
-            "summary": "A job event, POSTed to the job's webhook_url (empq extension, spec D20)",
+            "summary": "A job event, POSTed to the job's webhook_url (empq extension, spec D21)",
             "description": "Sent for each event in the job's webhook_events (default: completed, failed, "
             "cancelled, timeout). The body is the message the WebSocket carries for the event "
             "(job_update, job_completed or job_cancelled; its timestamp is the transition's). Signed per "

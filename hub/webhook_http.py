@@ -1,4 +1,4 @@
-"""One webhook attempt over HTTP/1.1 (spec D20): which targets are allowed, and the POST.
+"""One webhook attempt over HTTP/1.1 (spec D21): which targets are allowed, and the POST.
 
 A target is ``https://`` (``http://`` only with ``webhook_allow_http``) without credentials in the
 URL. Its host must resolve to public addresses only: loopback, private, link-local (cloud metadata

@@ -1,4 +1,4 @@
-"""Webhooks (spec D20): a job's events POSTed to its ``webhook_url``, signed, durable, retried.
+"""Webhooks (spec D21): a job's events POSTed to its ``webhook_url``, signed, durable, retried.
 
 Queueing is not done here: the transition's own Lua script queues the delivery, in the same atomic
 step as the transition (``webhook`` in ``lua/prelude.lua``), so a hub killed right after a

@@ -52,7 +52,7 @@ class WebhookAttempt(BaseModel):
 
 class WebhookDelivery(BaseModel):
     """
-    empq extension (D20): one job event sent by webhook, and its attempts (the latest ones; response bodies are never kept).
+    empq extension (D21): one job event sent by webhook, and its attempts (the latest ones; response bodies are never kept).
     """
 
     model_config = ConfigDict(

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 class WebhookEvent(StrEnum):
     """
-    empq extension (D20): a job event a webhook is sent for, named after the state the job reached: assigned (claimed by a worker), accepted (the worker confirmed), progress (each progress report), completed, failed (for good), cancelled, timeout.
+    empq extension (D21): a job event a webhook is sent for, named after the state the job reached: assigned (claimed by a worker), accepted (the worker confirmed), progress (each progress report), completed, failed (for good), cancelled, timeout.
     """
 
     accepted = 'accepted'

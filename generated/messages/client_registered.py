@@ -19,7 +19,7 @@ class ClientType(StrEnum):
 
 class Capabilities(BaseModel):
     """
-    empq extension (D20): what the hub offers this client.
+    empq extension (D21): what the hub offers this client.
     """
 
     model_config = ConfigDict(
@@ -78,7 +78,7 @@ class ClientRegistered(BaseMessage):
     ] = None
     capabilities: Annotated[
         Capabilities | None,
-        Field(description='empq extension (D20): what the hub offers this client.'),
+        Field(description='empq extension (D21): what the hub offers this client.'),
     ] = None
     timestamp: Annotated[
         StrictInt, Field(description='Unix time in milliseconds.', ge=0)

@@ -85,7 +85,7 @@ class ResponseJobStatus(BaseMessage):
     webhook_deliveries: Annotated[
         list[webhook_delivery.WebhookDelivery] | None,
         Field(
-            description='empq extension (D20): for a job submitted with webhook_url, each event queued for it and the latest attempts.'
+            description='empq extension (D21): for a job submitted with webhook_url, each event queued for it and the latest attempts.'
         ),
     ] = None
     timestamp: Annotated[

@@ -83,7 +83,7 @@ class SubmitJob(BaseMessage):
     webhook_url: Annotated[
         StrictStr | None,
         Field(
-            description="empq extension (D20): the job's events are also POSTed to this URL, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature). https only unless the hub allows http; a target resolving to a loopback, private, link-local or metadata address is refused (INVALID_PARAMETERS, details.field webhook_url) unless the hub allows private targets.",
+            description="empq extension (D21): the job's events are also POSTed to this URL, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature). https only unless the hub allows http; a target resolving to a loopback, private, link-local or metadata address is refused (INVALID_PARAMETERS, details.field webhook_url) unless the hub allows private targets.",
             max_length=2048,
             min_length=1,
             pattern='^[Hh][Tt][Tt][Pp][Ss]?://[^\\s]+$',
@@ -92,7 +92,7 @@ class SubmitJob(BaseMessage):
     webhook_events: Annotated[
         list[webhook_event.WebhookEvent] | None,
         Field(
-            description='empq extension (D20): which events go to webhook_url (default: the final ones, completed, failed, cancelled and timeout). The body of each is the message the WebSocket carries for it (job_update, job_completed or job_cancelled).',
+            description='empq extension (D21): which events go to webhook_url (default: the final ones, completed, failed, cancelled and timeout). The body of each is the message the WebSocket carries for it (job_update, job_completed or job_cancelled).',
             min_length=1,
         ),
     ] = None

@@ -56,7 +56,7 @@ async def submit_job(req: Request[SubmitJob]) -> None:
         return
     try:
         webhook = await hub.webhooks.job_fields(msg, customer_id)
-    except WebhookRefused as refused:  # D20
+    except WebhookRefused as refused:  # D21
         value = msg.webhook_url if refused.field == "webhook_url" else None
         req.refuse(
             "INVALID_PARAMETERS",
@@ -107,7 +107,7 @@ async def request_job_status(req: Request[RequestJobStatus]) -> None:
     position = int(job.get("__position") or 0)
     if position:
         fields["position"] = position
-    if job.get("webhook_url"):  # D20: each delivery and its latest attempts
+    if job.get("webhook_url"):  # D21: each delivery and its latest attempts
         fields["webhook_deliveries"] = await req.hub.webhooks.deliveries(req.message.job_id)
     req.reply(protocol.make(ResponseJobStatus, **fields))
 

@@ -1,4 +1,4 @@
--- Take webhook deliveries that are due (spec D20): each one this call returns is leased to the
+-- Take webhook deliveries that are due (spec D21): each one this call returns is leased to the
 -- caller until now + lease (its score in its target's queue becomes that deadline), so another
 -- hub takes it again only if this one did not report back in time (killed, stalled). Its attempt
 -- number is counted here: no two hubs ever make the same attempt.

@@ -1,4 +1,4 @@
--- The outcome of a webhook attempt (spec D20): retry later, or done (delivered, failed, expired).
+-- The outcome of a webhook attempt (spec D21): retry later, or done (delivered, failed, expired).
 -- Only the holder of the attempt's lease moves the delivery: a hub that reports after its lease
 -- ran out and another hub took the delivery again changes nothing but the log.
 -- The attempt goes into the job's delivery log while the job exists (bounded, latest entries).

@@ -1,5 +1,5 @@
 """``empq submit --webhook-url/--webhook-event`` and what ``empq status`` shows of the deliveries
-(spec D20), against a real hub (webhook settings for 127.0.0.1) and a real HTTP receiver: a job
+(spec D21), against a real hub (webhook settings for 127.0.0.1) and a real HTTP receiver: a job
 cancelled at once is POSTed as its job_cancelled message."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Webhooks (spec D20), in-process on a real Redis, to real HTTP receivers on 127.0.0.1.
+"""Webhooks (spec D21), in-process on a real Redis, to real HTTP receivers on 127.0.0.1.
 
 The hub's core runs in the test's event loop (``tests/inprocess.py``); its timers (``tick``: the
 sweep, then the webhook sender's poll) are driven by the test, and each attempt is a real HTTP
@@ -357,19 +357,7 @@ async def test_a_receiver_that_hangs_holds_only_its_own_slots(hubs):
 
 async def second_hub(redis_url: str, prefix: str) -> Hub:
     """Another core on the same Redis and key prefix: another hub of the same group."""
-    from empq.hub.config import HubConfig
-    from empq.hub.core import HubCore
-    from empq.hub.redis_batch import RedisBatch
-    from empq.hub.resp import RespClient
-    from empq.hub.store import SCRIPTS, JobStore
-    from inprocess import RecordingOutbox
-
-    redis = RespClient(redis_url)
-    batch = RedisBatch(redis, SCRIPTS)
-    await batch.load_scripts()
-    outbox = RecordingOutbox()
-    config = HubConfig(redis_url=redis_url, key_prefix=prefix, **LOCAL)
-    return Hub(HubCore(config, JobStore(batch, prefix), outbox), outbox, redis)
+    return await Hub.start(redis_url, **LOCAL, key_prefix=prefix)
 
 
 async def test_a_lapsed_lease_goes_to_another_hub_and_the_late_report_changes_nothing(hubs, redis_url):

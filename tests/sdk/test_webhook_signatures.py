@@ -1,4 +1,4 @@
-"""empq.webhooks (spec D20): Standard Webhooks signatures, checked against the definition written
+"""empq.webhooks (spec D21): Standard Webhooks signatures, checked against the definition written
 out here with hmac; what verify refuses; JobSubmission carries the webhook fields."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 /**
- * Webhook signatures (spec D20), per Standard Webhooks (https://www.standardwebhooks.com): check
+ * Webhook signatures (spec D21), per Standard Webhooks (https://www.standardwebhooks.com): check
  * that a job event POSTed by the hub to a job's `webhook_url` is genuine.
  *
  *     const event = await verifyWebhook(secret, request.headers, rawBody); // throws if not signed

@@ -1,5 +1,5 @@
 /**
- * Webhooks (spec D20): `verifyWebhook` / `signWebhook` against Standard Webhooks' definition written
+ * Webhooks (spec D21): `verifyWebhook` / `signWebhook` against Standard Webhooks' definition written
  * out here with node:crypto, and against a real `empq hub` that POSTs a job's completion to a
  * node:http receiver on 127.0.0.1 (first answer 500: the retry carries the same webhook-id).
  */

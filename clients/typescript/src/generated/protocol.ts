@@ -144,7 +144,7 @@ export type ClientRegistered = BaseMessage & {
    */
   customer_id?: string;
   /**
-   * empq extension (D20): what the hub offers this client.
+   * empq extension (D21): what the hub offers this client.
    */
   capabilities?: {
     /**
@@ -818,13 +818,13 @@ export type ResponseJobStatus = BaseMessage & {
    */
   error?: string;
   /**
-   * empq extension (D20): for a job submitted with webhook_url, each event queued for it and the latest attempts.
+   * empq extension (D21): for a job submitted with webhook_url, each event queued for it and the latest attempts.
    */
   webhook_deliveries?: WebhookDelivery[];
   [k: string]: unknown;
 };
 /**
- * empq extension (D20): a job event a webhook is sent for, named after the state the job reached: assigned (claimed by a worker), accepted (the worker confirmed), progress (each progress report), completed, failed (for good), cancelled, timeout.
+ * empq extension (D21): a job event a webhook is sent for, named after the state the job reached: assigned (claimed by a worker), accepted (the worker confirmed), progress (each progress report), completed, failed (for good), cancelled, timeout.
  */
 export type WebhookEvent = "accepted" | "assigned" | "progress" | "completed" | "failed" | "cancelled" | "timeout";
 /**
@@ -958,11 +958,11 @@ export type SubmitJob = BaseMessage & {
    */
   idempotency_key?: string;
   /**
-   * empq extension (D20): the job's events are also POSTed to this URL, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature). https only unless the hub allows http; a target resolving to a loopback, private, link-local or metadata address is refused (INVALID_PARAMETERS, details.field webhook_url) unless the hub allows private targets.
+   * empq extension (D21): the job's events are also POSTed to this URL, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature). https only unless the hub allows http; a target resolving to a loopback, private, link-local or metadata address is refused (INVALID_PARAMETERS, details.field webhook_url) unless the hub allows private targets.
    */
   webhook_url?: string;
   /**
-   * empq extension (D20): which events go to webhook_url (default: the final ones, completed, failed, cancelled and timeout). The body of each is the message the WebSocket carries for it (job_update, job_completed or job_cancelled).
+   * empq extension (D21): which events go to webhook_url (default: the final ones, completed, failed, cancelled and timeout). The body of each is the message the WebSocket carries for it (job_update, job_completed or job_cancelled).
    *
    * @minItems 1
    */
@@ -1609,7 +1609,7 @@ export interface Hardware {
   [k: string]: unknown;
 }
 /**
- * empq extension (D20): one job event sent by webhook, and its attempts (the latest ones; response bodies are never kept).
+ * empq extension (D21): one job event sent by webhook, and its attempts (the latest ones; response bodies are never kept).
  */
 export interface WebhookDelivery {
   /**
@@ -1846,11 +1846,11 @@ export interface JobSubmission {
    */
   idempotency_key?: string;
   /**
-   * empq extension (D20): the job's events are also POSTed to this URL, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature). https only unless the hub allows http; a target resolving to a loopback, private, link-local or metadata address is refused (INVALID_PARAMETERS, details.field webhook_url) unless the hub allows private targets.
+   * empq extension (D21): the job's events are also POSTed to this URL, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature). https only unless the hub allows http; a target resolving to a loopback, private, link-local or metadata address is refused (INVALID_PARAMETERS, details.field webhook_url) unless the hub allows private targets.
    */
   webhook_url?: string;
   /**
-   * empq extension (D20): which events go to webhook_url (default: the final ones, completed, failed, cancelled and timeout). The body of each is the message the WebSocket carries for it (job_update, job_completed or job_cancelled).
+   * empq extension (D21): which events go to webhook_url (default: the final ones, completed, failed, cancelled and timeout). The body of each is the message the WebSocket carries for it (job_update, job_completed or job_cancelled).
    *
    * @minItems 1
    */

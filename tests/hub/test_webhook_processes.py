@@ -1,4 +1,4 @@
-"""Webhooks (spec D20) with real ``empq hub`` processes killed with SIGKILL, and two hubs at once.
+"""Webhooks (spec D21) with real ``empq hub`` processes killed with SIGKILL, and two hubs at once.
 
 1. the issue's "done when": a job submitted over the HTTP API with a webhook_url reaches a
    receiver that answers 500 twice, with a valid signature, after a hub kill -9 in between;
@@ -7,7 +7,7 @@
 3. two hubs on one Redis share the deliveries (both send at once) and never make the same
    attempt twice: each event reaches the receiver once.
 
-The processes, the Redis server and the ``procs`` fixture are ``tests/test_hub_processes.py``'s;
+The processes, the Redis server and the ``procs`` fixture are ``tests/hub/test_processes.py``'s;
 the receiver is ``tests/webhook_receiver.py`` on 127.0.0.1. Every wait is bounded; figures are
 printed (``pytest -s``), never asserted.
 """
@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from test_hub_processes import free_port, procs  # noqa: F401 - procs is the fixture
+from test_processes import free_port, procs  # noqa: F401 - procs is the fixture
 from webhook_receiver import Receiver
 
 from empq.webhooks import generate_secret, verify
