@@ -7,8 +7,10 @@ a WebSocket peer would, sends the protocol message built from the request, takes
 ``request_id`` matches, and disconnects.  Auth, validation, customer isolation and error details
 are therefore the WebSocket's; protocol error codes map to HTTP statuses (``STATUS``).
 
-``GET /api/jobs`` is the one read the protocol lacks: it pages through the ``P:jobs`` index
-(``JobStore.list_jobs``) and keeps what ``HubCore.visible`` lets the registered session see.
+The job browser's routes (spec D20) are reads the protocol lacks and operator actions: the
+listing pages through the ``P:jobs`` index with filters, a job's detail has its timeline
+(``browse.py``); retry and bulk cancel (``actions.py``) go through the job manager. They keep
+what ``access.visible`` lets the registered session see, and need what the WebSocket needs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from importlib import resources
@@ -24,12 +27,13 @@ from typing import Any
 
 import orjson
 import uvicorn
-from empq.hub.access import visible
+from empq.hub import actions
 from empq.hub.auth import ALL_PERMISSIONS, handshake_token
+from empq.hub.browse import BadFilter, Browser, JobFilter, summary
 from empq.hub.core import HubCore, now_ms
-from empq.hub.lifecycle import STATUSES as JOB_STATUSES
 from empq.hub.metrics import MeteredOutbox
 from empq.hub.openapi import MAX_LIMIT, openapi_document
+from empq.hub.openapi_browse import FILTERS
 from empq.hub.session import Session, error
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -54,16 +58,6 @@ STATUS = {
     "INTERNAL_ERROR": 500,
 }
 
-LIST_FIELDS = (
-    "status",
-    "job_type",
-    "priority",
-    "customer_id",
-    "client_id",
-    "worker_id",
-    "progress",
-    "created_at",
-)
 # the dashboard: scripts only from our own files (no inline script, no eval), no framing, the
 # monitor token never sent along as a Referer (D19)
 PAGE_HEADERS = {
@@ -77,6 +71,9 @@ PAGE_HEADERS = {
 }
 DEFAULT_CLIENT_ID = "http-api"  # with tokens: the client id of a request without X-Client-Id
 MAX_SCANNED = 5000  # jobs of the index one GET /api/jobs looks at (a page may then be short)
+ROLES = ("job_client", "monitor")  # X-Empq-Role: what a request without a token registers as
+CURSOR = re.compile(r"^[0-9]{1,18}$")
+BULK_FIELDS = frozenset({*FILTERS, "reason", "limit"})  # a bulk cancel's fields that take no null
 
 
 class ApiError(Exception):
@@ -127,10 +124,14 @@ class HttpApi:
             Route("/openapi.json", self.openapi),
             Route("/metrics", self.metrics),
             Route("/api/jobs", self.jobs, methods=["GET", "POST"]),
+            Route("/api/jobs/bulk-cancel", self.bulk_cancel, methods=["POST"]),
             Route("/api/jobs/{job_id:path}/cancel", self.cancel_job, methods=["POST"]),
+            Route("/api/jobs/{job_id:path}/retry", self.retry_job, methods=["POST"]),
+            Route("/api/jobs/{job_id:path}/detail", self.job_detail, methods=["GET"]),
             Route("/api/jobs/{job_id:path}", self.job_status, methods=["GET"]),
             Route("/api/workers", self.workers),
             Route("/api/stats", self.stats),
+            Route("/api/stats/last-hour", self.last_hour),
             Route("/", self.dashboard),
             Route("/dashboard", self.dashboard),
             Route("/dashboard/config.json", self.dashboard_config),
@@ -174,10 +175,14 @@ class HttpApi:
     @contextlib.asynccontextmanager
     async def session(self, request: Request, prefer: str) -> AsyncIterator[Session]:
         """A registered in-process connection for one request.  Its role: the token's (a job
-        client or monitor token), else ``prefer`` (open dev mode; or the registration fails)."""
+        client or monitor token), else the ``X-Empq-Role`` header's, else ``prefer`` (open dev
+        mode; with tokens the registration fails without one)."""
         core = self.core
         token = handshake_token(str(request.url), request.headers.get("authorization"))
-        role = prefer
+        asked = request.headers.get("x-empq-role")
+        if asked is not None and asked not in ROLES:
+            raise _invalid(f"X-Empq-Role must be one of {', '.join(ROLES)}", "X-Empq-Role", asked)
+        role = asked or prefer
         grant = core.auth.tokens.get(token or "")
         if grant is not None:
             if grant.role == "worker":
@@ -284,18 +289,9 @@ class HttpApi:
 
     async def cancel_job(self, request: Request) -> Response:
         fields: dict[str, Any] = {"job_id": request.path_params["job_id"]}
-        raw = await request.body()
-        if raw:
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise _invalid(
-                    "request body is not valid JSON", "(body)", raw[:200].decode("utf-8", "replace")
-                ) from None
-            if not isinstance(body, dict):
-                raise _invalid("the body must be a JSON object", "(body)", body)
-            if "reason" in body:
-                fields["reason"] = body["reason"]
+        body = await _body(request)
+        if "reason" in body:
+            fields["reason"] = body["reason"]
         return _json(await self.call(request, "job_client", "cancel_job", fields))
 
     async def workers(self, request: Request) -> Response:
@@ -311,42 +307,54 @@ class HttpApi:
 
     async def list_jobs(self, request: Request) -> Response:
         q = request.query_params
-        status = q.get("status")
-        if status is not None and status not in JOB_STATUSES:
-            raise _invalid(f"status must be one of {', '.join(JOB_STATUSES)}", "status", status)
-        job_type = q.get("job_type")
+        filt = _filter(q)
         limit = _int_param(q.get("limit"), "limit", 50, 1, MAX_LIMIT) or 50
         cursor = _int_param(q.get("cursor"), "cursor", None, 0, 2**62)
-        jobs: list[dict[str, Any]] = []
-        next_cursor: str | None = None
         async with self.session(request, "job_client") as session:
-            before = cursor
-            batch = max(100, 2 * limit)
-            scanned = 0
-            while len(jobs) < limit:
-                if scanned >= MAX_SCANNED:  # bounded work per request: the page ends here, go on from it
-                    next_cursor = str(before) if before is not None else None
-                    break
-                page = await self.core.store.list_jobs(before, batch, LIST_FIELDS)
-                scanned += len(page)
-                for seq, job_id, values in page:
-                    before = seq
-                    job = dict(zip(LIST_FIELDS, values, strict=True))
-                    if job["status"] is None or job["client_id"] is None:
-                        continue  # gone, or a hash without its fields
-                    if status is not None and job["status"] != status:
-                        continue
-                    if job_type is not None and job["job_type"] != job_type:
-                        continue
-                    if not visible(session, job["customer_id"] or None, job["client_id"]):
-                        continue
-                    jobs.append(_summary(job_id, job))
-                    if len(jobs) == limit:
-                        next_cursor = str(seq)
-                        break
-                if len(page) < batch:
-                    break
-        return _json({"jobs": jobs, "next_cursor": next_cursor})
+            found, next_cursor = await Browser(self.core.store).scan(
+                session, filt, cursor, limit, MAX_SCANNED
+            )
+        return _json({"jobs": [summary(job_id, job) for job_id, job in found], "next_cursor": next_cursor})
+
+    async def job_detail(self, request: Request) -> Response:
+        async with self.session(request, "job_client") as session:
+            return _json(
+                await self._act(actions.job_detail(self.core, session, request.path_params["job_id"]))
+            )
+
+    async def retry_job(self, request: Request) -> Response:
+        async with self.session(request, "job_client") as session:
+            return _json(
+                await self._act(actions.retry(self.core, session, request.path_params["job_id"])), 201
+            )
+
+    async def bulk_cancel(self, request: Request) -> Response:
+        body = await _body(request)
+        for name, value in body.items():  # absent is the default; null is not a value of these
+            if value is None and name in BULK_FIELDS:
+                raise _invalid(f"{name} may be left out, not null", name, value)
+        filt = _filter(body, query=False)
+        reason = body.get("reason", "cancelled in bulk")
+        if not isinstance(reason, str) or not 0 < len(reason) <= 1000:
+            raise _invalid("reason must be a string of 1 to 1000 characters", "reason", reason)
+        limit = _int_value(body.get("limit"), "limit", 100, 1, actions.MAX_BULK)
+        raw_cursor = body.get("cursor")
+        if raw_cursor is not None and not (isinstance(raw_cursor, str) and CURSOR.match(raw_cursor)):
+            raise _invalid("cursor must be a next_cursor (digits)", "cursor", raw_cursor)
+        cursor = _int_param(raw_cursor, "cursor", None, 0, 2**62)
+        async with self.session(request, "job_client") as session:
+            work = actions.bulk_cancel(self.core, session, filt, reason, limit, cursor, MAX_SCANNED)
+            return _json(await self._act(work))
+
+    async def last_hour(self, request: Request) -> Response:
+        async with self.session(request, "monitor") as session:
+            return _json(await self._act(actions.hour_stats(self.core, session)))
+
+    async def _act(self, work: Any) -> Any:
+        try:
+            return await work
+        except actions.Refused as refused:
+            raise ApiError(refused.to_dict()) from None
 
     async def dashboard(self, request: Request) -> Response:
         page = (resources.files("empq.hub") / "static" / "dashboard.html").read_text(encoding="utf-8")
@@ -408,16 +416,32 @@ def _int_param(raw: str | None, name: str, default: int | None, lo: int, hi: int
     return value
 
 
-def _summary(job_id: str, job: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "job_id": job_id,
-        "status": job["status"],
-        "job_type": job["job_type"],
-        "priority": int(job["priority"] or 0),
-        "progress": float(job["progress"] or 0),
-        "created_at": int(job["created_at"] or 0),
-    }
-    for name in ("customer_id", "worker_id"):
-        if job[name]:
-            out[name] = job[name]
-    return out
+def _int_value(raw: Any, name: str, default: int, lo: int, hi: int) -> int:
+    if raw is None:
+        return default
+    if not isinstance(raw, int) or isinstance(raw, bool) or not lo <= raw <= hi:
+        raise _invalid(f"{name} must be an integer between {lo} and {hi}", name, raw)
+    return raw
+
+
+def _filter(params: Any, query: bool = True) -> JobFilter:
+    try:
+        return JobFilter.parse(params, query)
+    except BadFilter as bad:
+        raise _invalid(str(bad), bad.field, bad.value) from None
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """A request's JSON object body ({} when empty)."""
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _invalid(
+            "request body is not valid JSON", "(body)", raw[:200].decode("utf-8", "replace")
+        ) from None
+    if not isinstance(body, dict):
+        raise _invalid("the body must be a JSON object", "(body)", body)
+    return body

@@ -137,29 +137,42 @@ class JobManager:
                 JobAccepted, job_id=first.job_id, status="queued", position=first.position, notified_workers=0
             )
         hub.subs.await_final(job_id, session.conn_id)
-        hub.metrics.job_submitted(msg.job_type)
+        routing = Routing(
+            session.conn_id, session.identity, customer_id, msg.job_type, priority, job_class.id
+        )
+        notified = self._queued(job_id, job_class, routing, requirements)
+        return self._accepted(job_id, position, notified)
+
+    def _queued(
+        self, job_id: str, job_class: JobClass, routing: Routing, requirements: dict[str, Any] | None
+    ) -> int:
+        """A new job is queued: idle workers that can run it are told (else an alert says nobody
+        can), notification subscribers hear of it; the number of workers told."""
+        hub = self.hub
+        hub.metrics.job_submitted(routing.job_type)
         notified = 0
-        if hub.workers.someone_can_run(job_class, customer_id):
-            notified = hub.fanout.job_claimable(job_id, job_class.id, customer_id, priority)
+        if hub.workers.someone_can_run(job_class, routing.customer_id):
+            notified = hub.fanout.job_claimable(job_id, job_class.id, routing.customer_id, routing.priority)
         else:
             hub.monitoring.alert(
                 f"no_capable_worker:{job_id}",
                 "warning",
                 "no_capable_worker",
                 f"No connected worker can run job {job_id}",
-                {"job_id": job_id, "job_type": msg.job_type, "requirements": requirements or {}},
+                {"job_id": job_id, "job_type": routing.job_type, "requirements": requirements or {}},
                 [
                     "Start a worker with the required service, component and hardware",
                     "Review the job's requirements",
                 ],
-                customer_id,
+                routing.customer_id,
             )
         if hub.subs.notifications or hub.fanout.peer_hubs:  # subscribers here, or maybe on another hub
-            routing = Routing(
-                session.conn_id, session.identity, customer_id, msg.job_type, priority, job_class.id
-            )
-            queued = job_update(job_id, states.QUEUED, job_type=msg.job_type, priority=priority)
-            hub.fanout.publish(job_id, routing, queued, states.QUEUED, exclude=session.conn_id)
+            queued = job_update(job_id, states.QUEUED, job_type=routing.job_type, priority=routing.priority)
+            hub.fanout.publish(job_id, routing, queued, states.QUEUED, exclude=routing.origin)
+        return notified
+
+    def _accepted(self, job_id: str, position: int, notified: int) -> JobAccepted:
+        hub = self.hub
         estimate = None
         if hub.mean_processing_time is not None:
             ahead = (position - 1) / max(1, len(hub.workers.local))
@@ -172,6 +185,46 @@ class JobManager:
             notified_workers=notified,
             estimated_start=estimate,
         )
+
+    async def retry(self, job_id: str, original: dict[str, str], origin: str) -> JobAccepted:
+        """Submit again a job that failed, was cancelled or timed out (D20): a new job with its
+        type, payload, requirements, priority, limits, metadata, customer and submitter, linked
+        both ways (``retry_of`` on the new one, ``retried_as`` on the original, which stays as
+        it ended). ``original``: its hash as ``status`` reads it; ``origin``: the connection
+        asking. ``store.NotRetryable`` when it may not be retried (any more), ``QueueFull``."""
+        hub = self.hub
+        requirements = orjson.loads(original["requirements"]) if original.get("requirements") else None
+        job_type, customer_id = original["job_type"], original.get("customer_id") or None
+        job_class = JobClass.of(job_type, requirements)
+        new_id = f"job-{uuid.uuid4().hex}"
+        priority = int(original.get("priority") or 50)
+        fields: dict[str, Any] = {"id": new_id, "job_type": job_type, "priority": priority}
+        for name in (
+            "payload",
+            "requirements",
+            "customer_id",
+            "client_id",
+            "max_retries",
+            "timeout_ms",
+            "metadata",
+        ):
+            fields[name] = original.get(name) or None
+        fields.update(origin=origin, retry_count=0, created_at=now_ms(), retry_of=job_id)
+        position = await hub.store.submit(
+            new_id,
+            job_class,
+            priority,
+            fields,
+            None,
+            hub.config.max_queued_jobs,
+            customer_id,
+            hub.config.max_queued_per_customer,
+            retry_of=job_id,
+        )
+        routing = Routing(origin, original["client_id"], customer_id, job_type, priority, job_class.id)
+        notified = self._queued(new_id, job_class, routing, requirements)
+        log.info("job %s (%s) retried as %s", job_id, job_type, new_id, extra={"event": "job_retried"})
+        return self._accepted(new_id, position, notified)
 
     # a worker's steps ---------------------------------------------------------------------------
     async def claim(

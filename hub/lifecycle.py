@@ -30,6 +30,9 @@ HELD = frozenset({ASSIGNED, ACCEPTED, IN_PROGRESS})  # a worker holds the job
 RUNNING = frozenset({ACCEPTED, IN_PROGRESS})  # its time limit runs
 FINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMEOUT})  # nothing happens to it any more
 ACTIVE = HELD  # counted as "active jobs" in system_status
+# final states an operator may retry (spec D20): a new job with the same payload, linked both ways;
+# the original stays as it ended
+RETRYABLE = frozenset({FAILED, CANCELLED, TIMEOUT})
 
 
 @dataclass(frozen=True)
@@ -80,5 +83,11 @@ def lua_prelude(events: set[str] | None = None) -> str:
 
 
 def lua_targets(script: str) -> str:
-    """The script with each ``TO.<event>`` written as the state the event leads to."""
-    return re.sub(r"\bTO\.(\w+)", lambda m: f"'{BY_EVENT[m.group(1)].target}'", script)
+    """The script with each ``TO.<event>`` written as the state the event leads to, and each
+    ``RETRYABLE(x)`` as the comparisons saying that ``x`` is one of ``RETRYABLE`` (D20)."""
+    script = re.sub(r"\bTO\.(\w+)", lambda m: f"'{BY_EVENT[m.group(1)].target}'", script)
+    return re.sub(
+        r"\bRETRYABLE\(([^()]+)\)",
+        lambda m: "(" + " or ".join(f"{m.group(1)} == '{s}'" for s in sorted(RETRYABLE)) + ")",
+        script,
+    )

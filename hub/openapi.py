@@ -18,42 +18,13 @@ from empq.generated.messages.job_update import JobUpdate
 from empq.generated.messages.response_job_status import ResponseJobStatus
 from empq.generated.messages.stats_response import StatsResponse
 from empq.generated.messages.submit_job import SubmitJob
-from empq.hub.lifecycle import STATUSES as JOB_STATUSES
+from empq.hub.openapi_browse import FILTERS, REF, browser_paths, browser_schemas, error_responses, ok
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import empq
 
 MAX_LIMIT = 500  # jobs per page of GET /api/jobs
-
-REF = "#/components/schemas/{model}"
-
-
-def _error_responses(*codes: int) -> dict[str, Any]:
-    names = {
-        401: "Authentication failed (AUTH_FAILED)",
-        403: "Not allowed (PERMISSION_DENIED)",
-        404: "No such job, or not visible to this token (JOB_NOT_FOUND)",
-        409: "The job's state does not allow it (INVALID_STATE)",
-        429: "Over the submission rate, or the queue is full (RATE_LIMITED: details.reason)",
-        422: "Invalid parameters (INVALID_PARAMETERS: details.field, details.provided_value)",
-        503: "Storage unavailable (SERVICE_UNAVAILABLE)",
-    }
-    return {
-        str(code): {
-            "description": names[code],
-            "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
-        }
-        for code in codes
-    }
-
-
-def _ok(model: str, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}},
-    }
-
 
 _DOCUMENT: dict[str, Any] | None = None
 
@@ -84,20 +55,7 @@ def openapi_document() -> dict[str, Any]:
     body["title"] = "SubmitJobBody"
     body["description"] = "The submit_job fields (type, id and timestamp are set by the HTTP API)."
     schemas["SubmitJobBody"] = body
-    schemas["JobSummary"] = {
-        "type": "object",
-        "required": ["job_id", "status", "job_type", "priority", "progress", "created_at"],
-        "properties": {
-            "job_id": {"type": "string"},
-            "status": {"type": "string", "enum": list(JOB_STATUSES)},
-            "job_type": {"type": "string"},
-            "priority": {"type": "integer"},
-            "progress": {"type": "number"},
-            "created_at": {"type": "integer"},
-            "customer_id": {"type": "string"},
-            "worker_id": {"type": "string"},
-        },
-    }
+    schemas.update(browser_schemas())
     schemas["JobPage"] = {
         "type": "object",
         "required": ["jobs", "next_cursor"],
@@ -135,6 +93,14 @@ def openapi_document() -> dict[str, Any]:
         if names[model] != name:
             schemas[name] = schemas.pop(names[model])
     schemas.pop(names[SubmitJob], None)
+    role_header = {
+        "name": "X-Empq-Role",
+        "in": "header",
+        "required": False,
+        "description": "Without a token (open dev mode): register the request as this role (the "
+        "dashboard asks for monitor, to see every job). With a token, the token's role decides.",
+        "schema": {"type": "string", "enum": ["job_client", "monitor"]},
+    }
     job_id_param = {
         "name": "job_id",
         "in": "path",
@@ -163,8 +129,8 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Hub and Redis health",
                     "security": [],
                     "responses": {
-                        "200": _ok("Health", "Redis reachable"),
-                        "503": _ok("Health", "Redis unreachable"),
+                        "200": ok("Health", "Redis reachable"),
+                        "503": ok("Health", "Redis unreachable"),
                     },
                 }
             },
@@ -180,7 +146,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "201": {
-                            **_ok("JobAccepted", "Queued (the job_accepted message)"),
+                            **ok("JobAccepted", "Queued (the job_accepted message)"),
                             "links": {
                                 "GetJob": {
                                     "operationId": "getJob",
@@ -190,21 +156,30 @@ def openapi_document() -> dict[str, Any]:
                                     "operationId": "cancelJob",
                                     "parameters": {"job_id": "$response.body#/job_id"},
                                 },
+                                "GetJobDetail": {
+                                    "operationId": "getJobDetail",
+                                    "parameters": {"job_id": "$response.body#/job_id"},
+                                },
+                                "RetryJob": {
+                                    "operationId": "retryJob",
+                                    "parameters": {"job_id": "$response.body#/job_id"},
+                                },
                             },
                         },
-                        **_error_responses(401, 403, 422, 429, 503),
+                        **error_responses(401, 403, 422, 429, 503),
                     },
                 },
                 "get": {
                     "operationId": "listJobs",
                     "summary": "Jobs visible to the token, newest first, paginated",
+                    "description": "Filters: every one given must match. Each request looks at 5,000 "
+                    "jobs of the index at most: a page may be short (follow next_cursor). A `created_to` "
+                    "without a cursor starts at the newest job created by then.",
                     "parameters": [
-                        {
-                            "name": "status",
-                            "in": "query",
-                            "schema": {"type": "string", "enum": list(JOB_STATUSES)},
-                        },
-                        {"name": "job_type", "in": "query", "schema": {"type": "string"}},
+                        *(
+                            {"name": name, "in": "query", "schema": schema}
+                            for name, schema in FILTERS.items()
+                        ),
                         {
                             "name": "limit",
                             "in": "query",
@@ -217,8 +192,8 @@ def openapi_document() -> dict[str, Any]:
                         },
                     ],
                     "responses": {
-                        "200": _ok("JobPage", "One page of jobs"),
-                        **_error_responses(401, 403, 422, 503),
+                        "200": ok("JobPage", "One page of jobs"),
+                        **error_responses(401, 403, 422, 503),
                     },
                 },
             },
@@ -228,8 +203,8 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "A job's status (the response_job_status message)",
                     "parameters": [job_id_param],
                     "responses": {
-                        "200": _ok("ResponseJobStatus", "The job"),
-                        **_error_responses(401, 403, 404, 422, 503),
+                        "200": ok("ResponseJobStatus", "The job"),
+                        **error_responses(401, 403, 404, 422, 503),
                     },
                 }
             },
@@ -252,27 +227,34 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "200": _ok("JobCancelled", "Cancelled (the job_cancelled message)"),
-                        **_error_responses(401, 403, 404, 409, 422, 503),
+                        "200": ok("JobCancelled", "Cancelled (the job_cancelled message)"),
+                        **error_responses(401, 403, 404, 409, 422, 503),
                     },
                 }
             },
+            **browser_paths(job_id_param),
             "/api/workers": {
                 "get": {
                     "operationId": "listWorkers",
                     "summary": "Workers of every hub (as request_stats: a monitor needs view_system_stats)",
-                    "responses": {"200": _ok("WorkerCounts", "Workers"), **_error_responses(401, 403, 503)},
+                    "responses": {"200": ok("WorkerCounts", "Workers"), **error_responses(401, 403, 503)},
                 }
             },
             "/api/stats": {
                 "get": {
                     "operationId": "getStats",
                     "summary": "System statistics (the stats_response message)",
-                    "responses": {"200": _ok("StatsResponse", "Stats"), **_error_responses(401, 403, 503)},
+                    "responses": {"200": ok("StatsResponse", "Stats"), **error_responses(401, 403, 503)},
                 }
             },
         },
     }
+    for path, item in _DOCUMENT["paths"].items():  # every request registers as a peer
+        for operation in item.values():
+            if path.startswith("/api/"):
+                operation["parameters"] = [*operation.get("parameters", []), role_header]
+                operation["responses"].setdefault("422", error_responses(422)["422"])
+                operation["responses"] = dict(sorted(operation["responses"].items()))
     return _DOCUMENT
 
 

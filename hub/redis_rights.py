@@ -42,7 +42,7 @@ PROBES: dict[str, tuple[str, ...]] = {
     "DEL": ("K",),
     "LPUSH": ("K", "v"),
     "LTRIM": ("K", "0", "1"),
-    "LRANGE": ("K", "0", "-1"),
+    "LRANGE": ("K", "0", "-1"),  # a job's history (the job browser)
     "PUBLISH": ("C", '{"hub": "acl-probe", "kind": "probe"}'),  # never sent; hubs would ignore it
     "SUBSCRIBE": ("C",),  # (on the bus connection)
     # called by the Lua scripts

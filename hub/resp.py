@@ -27,166 +27,46 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
-import logging
 import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import hiredis
-from empq.hub.redis_url import RedisUrl, key_slot, parse_redis_url, prefix_slot_tag
+from empq.hub.redis_url import RedisUrl, key_slot, parse_redis_url
+from empq.hub.resp_pubsub import RespSubscriber
+from empq.hub.resp_routing import Routing
+from empq.hub.resp_wire import (
+    REDIRECT_BUDGET_S,
+    REDIRECTS,
+    Address,
+    RedisConfigError,
+    RedisConnectionError,
+    RedisNotReplicated,
+    RedisReplyError,
+    _fail,
+    _Protocol,
+    _refusal,
+    _release,
+    _RoutedProtocol,
+    encode_command,
+    encode_command_py,
+)
 
-log = logging.getLogger("empq.hub.redis")
-
-Address = tuple[str, int]
-
-# Replies of commands Redis did not run, and that may run elsewhere or a little later.
-REDIRECTS = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN")
-REDIRECT_BUDGET_S = 10.0  # a command is sent again for this long, then its caller gets the error
-
-
-class RedisConnectionError(ConnectionError):
-    pass
-
-
-class RedisNotReplicated(RedisConnectionError):
-    """Redis ran the commands, but fewer replicas than asked acknowledged them in time."""
-
-
-class RedisConfigError(RuntimeError):
-    """The settings cannot work with this Redis (e.g. a key prefix without a hash tag on a Cluster)."""
-
-
-class RedisReplyError(Exception):
-    """Redis answered with an error (e.g. NOSCRIPT, WRONGTYPE)."""
-
-    @property
-    def noscript(self) -> bool:
-        return str(self).startswith("NOSCRIPT")
-
-
-def _arg(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bool):
-        return b"1" if value else b"0"
-    if isinstance(value, (int, float)):
-        return repr(value).encode()
-    raise TypeError(f"cannot send {type(value).__name__} to Redis")
+__all__ = [
+    "REDIRECTS",
+    "REDIRECT_BUDGET_S",
+    "Address",
+    "RedisConfigError",
+    "RedisConnectionError",
+    "RedisNotReplicated",
+    "RedisReplyError",
+    "RespClient",
+    "RespSubscriber",
+    "encode_command",
+    "encode_command_py",
+]
 
 
-def encode_command(args: tuple[Any, ...]) -> bytes:
-    """RESP encoding of one command: hiredis' C packer (3-4x faster than the Python below, which
-    stays for what it refuses: booleans, lists)."""
-    try:
-        return hiredis.pack_command(args)
-    except TypeError:
-        return encode_command_py(args)
-
-
-def encode_command_py(args: tuple[Any, ...] | list[Any]) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for value in args:
-        data = _arg(value)
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-class _Protocol(asyncio.Protocol):
-    commands: collections.deque[tuple[Any, ...] | None] | None = None  # routed connections only
-    blocked = False
-
-    def __init__(self) -> None:
-        self.reader = hiredis.Reader(encoding="utf-8", errors="replace")
-        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self.transport: asyncio.Transport | None = None
-        self.lost: Exception | None = None
-        self.address: Address | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while True:
-            reply = self.reader.gets()
-            if reply is False:
-                return
-            future = self.waiting.popleft()
-            if future.done():
-                continue
-            if isinstance(reply, hiredis.ReplyError):
-                future.set_exception(RedisReplyError(str(reply)))
-            else:
-                future.set_result(reply)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}")
-        while self.waiting:
-            future = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(self.lost)
-
-    def call(self, commands: Iterable[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
-        """Send ``commands`` now (set-up and internal commands: never sent again elsewhere)."""
-        assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        commands = list(commands)
-        futures = [loop.create_future() for _ in commands]
-        if self.lost is not None:
-            for future in futures:
-                future.set_exception(self.lost)
-            return futures
-        self.waiting.extend(futures)
-        if self.commands is not None:
-            self.commands.extend(None for _ in commands)
-        self.transport.write(b"".join(encode_command(c) for c in commands))
-        return futures
-
-
-class _RoutedProtocol(_Protocol):
-    """Keeps each command until its reply; hands the ones Redis did not run to the client."""
-
-    commands: collections.deque[tuple[Any, ...] | None]
-
-    def __init__(self, client: RespClient) -> None:
-        super().__init__()
-        self.client = client
-        self.commands = collections.deque()
-        self.blocked = False  # a command was redirected: the client sends nothing new here
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while True:
-            reply = self.reader.gets()
-            if reply is False:
-                break
-            future = self.waiting.popleft()
-            command = self.commands.popleft()
-            if future.done():
-                continue
-            if isinstance(reply, hiredis.ReplyError):
-                text = str(reply)
-                if command is not None and text.startswith(REDIRECTS):
-                    self.blocked = True
-                    self.client._redirected(command, future, text)
-                else:
-                    future.set_exception(RedisReplyError(text))
-            else:
-                future.set_result(reply)
-        if self.blocked and not self.waiting:
-            self.client._drained()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.commands.clear()
-        if self.blocked:
-            self.client._drained()
-
-
-class RespClient:
+class RespClient(Routing):
     """``await client.execute(*args)`` or, for a batch, ``client.send_many([...])`` -> futures.
 
     ``slot_key``: the prefix of every key the caller uses (one hash tag); given, the client
@@ -365,98 +245,6 @@ class RespClient:
             raise RedisConnectionError(f"Redis at {where} is not a primary (yet): a failover is in progress")
         return protocol
 
-    # sentinel ----------------------------------------------------------------------------------
-    async def _sentinel_primary(self) -> Address:
-        """Ask the Sentinels, in the URL's order, where the primary of the service is."""
-        errors = []
-        for sentinel in self.target.hosts:
-            try:
-                protocol = await self._open(
-                    sentinel, _Protocol, auth=self.target.sentinel_auth_command(), db=False
-                )
-            except RedisConnectionError as exc:
-                errors.append(str(exc))
-                continue
-            try:
-                (reply,) = protocol.call([("SENTINEL", "get-master-addr-by-name", self.target.service)])
-                found = await asyncio.wait_for(reply, self.connect_timeout)
-            except (RedisReplyError, RedisConnectionError, TimeoutError) as exc:
-                errors.append(f"Sentinel {self.where(sentinel)}: {exc}")
-                continue
-            finally:
-                protocol.transport.close()  # type: ignore[union-attr]
-            if not found:
-                errors.append(f"Sentinel {self.where(sentinel)} knows no service {self.target.service!r}")
-                continue
-            return str(found[0]), int(found[1])
-        raise RedisConnectionError(
-            f"no Sentinel named the primary of {self.target.service!r}: {'; '.join(errors)}"
-        )
-
-    # cluster -----------------------------------------------------------------------------------
-    async def _detect_cluster(self, protocol: _Protocol) -> None:
-        (future,) = protocol.call([("CLUSTER", "SLOTS")])
-        try:
-            slots = await asyncio.wait_for(future, self.connect_timeout)
-        except RedisReplyError as exc:
-            if "cluster support disabled" not in str(exc):
-                log.info(
-                    "cannot tell whether %s is a Redis Cluster node (%s): talking to it only",
-                    self.where(),
-                    exc,
-                )
-            self.mode = "direct"
-            return
-        if self.slot_key is None or prefix_slot_tag(self.slot_key) is None:
-            raise RedisConfigError(
-                f"Redis at {self.where()} is a Redis Cluster node, and the key prefix {self.slot_key!r} has "
-                "no hash tag: the hub's keys must share one slot (every script touches several keys); "
-                "use a prefix like '{empq}' (see hub/README.md)"
-            )
-        self.mode = "cluster"
-        self.address = self._learn(slots, protocol.address)
-        log.info(
-            "Redis Cluster: slot %d of prefix %s is served by %s", self.slot, self.slot_key, self.where()
-        )
-
-    def _learn(self, slots: list[Any], asked: Address | None) -> Address:
-        """The owner of our slot in a CLUSTER SLOTS reply; every node in it becomes a seed."""
-        owner = None
-        seen: list[Address] = []
-        for entry in slots:
-            start, end, *nodes = entry
-            for i, node in enumerate(nodes):
-                host = node[0] if node[0] not in ("", "?") else (asked[0] if asked else "127.0.0.1")
-                address = (str(host), int(node[1]))
-                seen.append(address)
-                if i == 0 and int(start) <= (self.slot or 0) <= int(end):
-                    owner = address
-        for address in seen:
-            if address not in self.nodes:
-                self.nodes.append(address)
-        if owner is None:
-            raise RedisConnectionError(f"no node of the Redis Cluster serves slot {self.slot} (CLUSTERDOWN?)")
-        return owner
-
-    async def _cluster_owner(self, exclude: Address | None) -> Address:
-        errors = []
-        for node in [n for n in self.nodes if n != exclude] + ([exclude] if exclude else []):
-            try:
-                protocol = await self._open(node, _Protocol, db=False)
-            except RedisConnectionError as exc:
-                errors.append(str(exc))
-                continue
-            try:
-                (future,) = protocol.call([("CLUSTER", "SLOTS")])
-                return self._learn(await asyncio.wait_for(future, self.connect_timeout), node)
-            except (RedisReplyError, RedisConnectionError, TimeoutError) as exc:
-                errors.append(f"{self.where(node)}: {exc}")
-            finally:
-                protocol.transport.close()  # type: ignore[union-attr]
-        raise RedisConnectionError(
-            f"no Redis Cluster node told the owner of slot {self.slot}: {'; '.join(errors)}"
-        )
-
     # sending -----------------------------------------------------------------------------------
     def _send(
         self, commands: list[tuple[Any, ...]], futures: list[asyncio.Future[Any]] | None = None
@@ -545,134 +333,6 @@ class RespClient:
         for _, futures in held:
             _fail(futures, closed)
 
-    # commands Redis did not run (routed mode) ------------------------------------------------------
-    def _redirected(self, command: tuple[Any, ...], future: asyncio.Future[Any], error: str) -> None:
-        if self._held is None:
-            self._held = []
-        self._redo.append((command, future, error))
-        self.redirects[error.partition(" ")[0]] += 1
-
-    def _drained(self) -> None:
-        """A connection with redirected commands has no reply outstanding: send them again."""
-        if self._resume_task is None and self._redo:
-            self._resume_task = asyncio.get_running_loop().create_task(self._resume())
-
-    async def _resume(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + REDIRECT_BUDGET_S
-        delay = 0.01
-        items: list[tuple[tuple[Any, ...], asyncio.Future[Any], str]] = []
-        try:
-            async with self._lock():
-                while self._redo:
-                    main = self._protocol
-                    if main is not None and main.lost is None and main.waiting:
-                        await _marker(main)  # replies of what was in flight come first
-                    items, self._redo = [i for i in self._redo if not i[1].done()], []
-                    if loop.time() > deadline:
-                        for _, future, error in items:
-                            future.set_exception(RedisReplyError(error))
-                        continue
-                    reopen, pause = self._plan(items)
-                    if pause:
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 0.5)
-                    if reopen or main is None or main.lost is not None:
-                        if main is not None and main.transport is not None:
-                            main.transport.close()
-                        self._protocol = None
-                        self._protocol = await self._open_command_connection()
-                    await self._send_again([i for i in items if not i[1].done()])
-                    items = []
-                if self._protocol is not None:
-                    self._protocol.blocked = False
-                held, self._held = self._held or [], None
-                for commands, futures in held:
-                    if self.connected:
-                        self._send(commands, futures)
-                    else:
-                        _fail(futures, RedisConnectionError("connection to Redis lost while redirecting"))
-        except asyncio.CancelledError:  # closed: close() fails what is still waiting
-            _fail([f for _, f, _ in items], RedisConnectionError("the Redis client was closed"))
-            raise
-        except Exception as exc:  # e.g. no connection to where the commands belong: callers get the error
-            held, self._held = self._held or [], None
-            redo, self._redo = items + self._redo, []
-            _fail([f for _, f, _ in redo], exc)
-            for _, futures in held:
-                _fail(futures, exc)
-            if not isinstance(exc, RedisConnectionError):
-                log.exception("re-sending redirected Redis commands failed")
-        finally:
-            self._resume_task = None
-
-    def _plan(self, items: list[tuple[tuple[Any, ...], asyncio.Future[Any], str]]) -> tuple[bool, bool]:
-        """What the errors say: (open a connection elsewhere, wait a little first)."""
-        reopen = pause = False
-        for _, future, error in items:
-            kind, _, rest = error.partition(" ")
-            if kind == "MOVED":
-                slot_text, _, where = rest.partition(" ")
-                if self.slot is not None and int(slot_text) != self.slot:
-                    future.set_exception(
-                        RedisReplyError(f"{error} (a key outside the slot of prefix {self.slot_key!r})")
-                    )
-                    continue
-                host, _, port = where.rpartition(":")
-                owner = (host or (self.address or ("127.0.0.1", 0))[0], int(port))
-                if owner != self.address:
-                    log.info("Redis Cluster: slot %s moved to %s:%d", slot_text, *owner)
-                    self.address, reopen = owner, True
-            elif kind == "READONLY":  # a primary demoted to replica: ask the Sentinels / the cluster again
-                reopen = pause = True
-                if self.mode == "cluster":
-                    self.address = None
-            elif kind != "ASK":
-                pause = True  # TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN: a little later, same place
-        return reopen, pause
-
-    async def _send_again(self, items: list[tuple[tuple[Any, ...], asyncio.Future[Any], str]]) -> None:
-        """Send the commands again, in order: ASK ones (with ASKING) to the node named, the others
-        on the command connection; each group's replies are in before the next group goes."""
-        groups: list[tuple[Address | None, list[tuple[tuple[Any, ...], asyncio.Future[Any]]]]] = []
-        for command, future, error in items:
-            target = None
-            if error.startswith("ASK "):
-                host, _, port = error.split(" ")[2].rpartition(":")
-                target = (host or (self.address or ("127.0.0.1", 0))[0], int(port))
-            if groups and groups[-1][0] == target:
-                groups[-1][1].append((command, future))
-            else:
-                groups.append((target, [(command, future)]))
-        for target, group in groups:
-            if target is None:
-                self._send([c for c, _ in group], [f for _, f in group])
-                assert self._protocol is not None
-                await _marker(self._protocol)
-                continue
-            try:
-                asked = await self._open(target, lambda: _RoutedProtocol(self), db=False)
-            except RedisConnectionError as exc:
-                _fail([f for _, f in group], exc)
-                continue
-            try:
-                loop = asyncio.get_running_loop()
-                commands: list[tuple[Any, ...]] = []
-                futures: list[asyncio.Future[Any]] = []
-                for command, future in group:
-                    commands += [("ASKING",), command]
-                    futures += [loop.create_future(), future]
-                if self.wait is not None:
-                    self._write_waited(asked, commands, futures)
-                else:
-                    asked.waiting.extend(futures)
-                    assert asked.commands is not None and asked.transport is not None
-                    asked.commands.extend(commands)
-                    asked.transport.write(b"".join(encode_command(c) for c in commands))
-                await _marker(asked)
-            finally:
-                asked.transport.close()  # type: ignore[union-attr]
-
     # pub/sub -----------------------------------------------------------------------------------
     async def open_connection(self, factory: Callable[[], asyncio.Protocol]) -> asyncio.BaseTransport:
         """A new connection with ``factory``'s protocol, where the command connection would go (for
@@ -685,163 +345,3 @@ class RespClient:
             except RedisConnectionError as exc:
                 errors.append(str(exc))
         raise RedisConnectionError("; ".join(errors))
-
-
-def _refusal(setup: list[tuple[Any, ...]], exc: Exception) -> str:
-    text = str(exc)
-    if text.startswith("NOAUTH"):
-        return f"requires a password: put user:password@ in the URL ({text})"
-    if text.startswith(("WRONGPASS", "ERR invalid password", "ERR AUTH")):
-        return f"refused the URL's user name and password ({text})"
-    return f"refused {' / '.join(str(c[0]) for c in setup)}: {text}"
-
-
-async def _marker(protocol: _Protocol) -> None:
-    """Wait until every reply sent before now on ``protocol`` is in (a PING answered after them)."""
-    (future,) = protocol.call([("PING",)])
-    with contextlib.suppress(Exception):
-        await future
-
-
-def _fail(futures: Iterable[asyncio.Future[Any]], exc: BaseException) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_exception(exc)
-
-
-def _release(
-    inner: list[asyncio.Future[Any]],
-    outer: list[asyncio.Future[Any]],
-    replicas: int,
-    timeout_ms: int,
-    waited: asyncio.Future[Any],
-) -> None:
-    if waited.cancelled():
-        error: BaseException | None = RedisConnectionError("WAIT was cancelled")
-    elif waited.exception() is not None:
-        error = waited.exception()
-    elif not isinstance(waited.result(), int):
-        error = RedisConnectionError(f"WAIT answered {waited.result()!r}")
-    elif waited.result() < replicas:
-        error = RedisNotReplicated(
-            f"written, but acknowledged by {waited.result()} of {replicas} replica(s) within {timeout_ms} ms "
-            "(--redis-wait-replicas, --redis-wait-timeout-ms)"
-        )
-    else:
-        error = None
-    for i, o in zip(inner, outer, strict=True):
-        if i.done():
-            _settle(i, o, error)
-        else:  # sent again elsewhere (redirected): settled with that batch's own WAIT
-            i.add_done_callback(functools.partial(_settle_later, outer=o))
-
-
-def _settle_later(inner: asyncio.Future[Any], outer: asyncio.Future[Any]) -> None:
-    _settle(inner, outer, None)
-
-
-def _settle(inner: asyncio.Future[Any], outer: asyncio.Future[Any], error: BaseException | None) -> None:
-    if outer.done():
-        return
-    if inner.cancelled():
-        outer.cancel()
-    elif inner.exception() is not None:
-        outer.set_exception(inner.exception())  # type: ignore[arg-type]
-    elif error is not None:
-        outer.set_exception(error)
-    else:
-        outer.set_result(inner.result())
-
-
-class _SubscriberProtocol(asyncio.Protocol):
-    def __init__(self, on_message: Any, on_subscribed: Any = None) -> None:
-        self.reader = hiredis.Reader()
-        self.on_message = on_message
-        self.on_subscribed = on_subscribed
-        self.transport: asyncio.Transport | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.error: str | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while True:
-            reply = self.reader.gets()
-            if reply is False:
-                return
-            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                self.on_message(reply[2])
-            elif isinstance(reply, list) and reply and reply[0] == b"subscribe" and self.on_subscribed:
-                self.on_subscribed()
-            elif isinstance(reply, hiredis.ReplyError):  # AUTH or SUBSCRIBE refused
-                self.error = str(reply)
-                if self.transport is not None:
-                    self.transport.close()
-                return
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
-def _same(protocol: asyncio.Protocol) -> asyncio.Protocol:
-    return protocol
-
-
-class RespSubscriber:
-    """Redis pub/sub on its own connection: ``on_message(data: bytes)`` for every message on
-    ``channel``.  Re-subscribes after a lost connection (e.g. a Redis restart or failover), then
-    calls ``on_resubscribed()``: what was published in between was lost."""
-
-    def __init__(
-        self, client: RespClient, channel: str, on_message: Any, on_resubscribed: Any = None
-    ) -> None:
-        self.client = client
-        self.channel = channel
-        self.on_message = on_message
-        self.on_resubscribed = on_resubscribed
-        self._subscribed_before = False
-        self.task: asyncio.Task[None] | None = None
-        self.ready = asyncio.Event()
-
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        c = self.client
-        delay = 0.05
-        while True:
-            transport = None
-            try:
-                protocol = _SubscriberProtocol(self.on_message, self._subscribed)
-                transport = await c.open_connection(functools.partial(_same, protocol))
-                auth = c.target.auth_command()
-                commands = ([auth] if auth else []) + [("SUBSCRIBE", self.channel)]
-                transport.write(b"".join(encode_command(command) for command in commands))  # type: ignore[attr-defined]
-                await protocol.closed
-                if protocol.error:
-                    log.warning("Redis refused the bus subscription to %s: %s", self.channel, protocol.error)
-                elif self.ready.is_set():
-                    delay = 0.05
-            except (OSError, TimeoutError) as exc:
-                log.debug("bus subscription: %s", exc)
-            finally:
-                self.ready.clear()
-                if transport is not None:
-                    transport.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-    def _subscribed(self) -> None:
-        self.ready.set()
-        if self._subscribed_before and self.on_resubscribed is not None:
-            self.on_resubscribed()
-        self._subscribed_before = True
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task

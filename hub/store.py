@@ -58,6 +58,16 @@ class QueueFull(Exception):
         self.per_customer = per_customer  # the bound per customer, not the global one
 
 
+class NotRetryable(Exception):
+    """A retry's original is gone (``status`` ''), not in a retryable state, or was retried already
+    (``retried_as``): nothing was queued (D20)."""
+
+    def __init__(self, status: str, retried_as: str) -> None:
+        super().__init__(status, retried_as)
+        self.status = status
+        self.retried_as = retried_as
+
+
 class StoreError(Exception):
     """A script refused: ``code`` (JOB_NOT_FOUND, NOT_JOB_HOLDER, INVALID_STATE), the job's
     ``status`` when it has one."""
@@ -191,12 +201,15 @@ class JobStore:
         max_queued: int = 0,
         customer_id: str | None = None,
         max_queued_per_customer: int = 0,
+        retry_of: str = "",
     ) -> int:
         """Queue a job; returns its 1-based position. ``idempotency`` = (scoped key, ttl ms): when
         the key was used within the ttl nothing is queued and ``AlreadySubmitted`` names the first
         job and its position (D18). With ``max_queued`` > 0 and that many jobs queued already,
         nothing is queued and ``QueueFull`` says so (D19); the same for ``max_queued_per_customer``
-        jobs of ``customer_id``."""
+        jobs of ``customer_id``. With ``retry_of`` the job retries that one (D20): unless it is
+        retryable (``lifecycle.RETRYABLE``) and not retried yet, nothing is queued and
+        ``NotRetryable`` says why; else it is linked to the new job (``retried_as``)."""
         self.classes.setdefault(job_class.id, job_class)
         flat: list[Any] = []
         for name, value in fields.items():
@@ -229,9 +242,13 @@ class JobStore:
                 max_queued,
                 customer_id or "",
                 max_queued_per_customer,
+                fields.get("created_at") or now_ms(),
+                retry_of,
                 *flat,
             ],
         )
+        if int(r[0]) == -3:
+            raise NotRetryable(r[1], r[2])
         if int(r[0]) < 0:
             raise QueueFull(int(r[1]), per_customer=int(r[0]) == -2)
         if int(r[0]) == 0:
@@ -288,7 +305,7 @@ class JobStore:
         r = await self.batch.script(
             "accept",
             [self.job_key(job_id), k("claims"), k("runs"), k("counts")],
-            [worker_id, now_ms(), job_id],
+            [worker_id, now_ms(), job_id, self.p],
         )
         previous, routing, _ = _moved(r)
         return Moved(previous, routing)
@@ -302,7 +319,7 @@ class JobStore:
         r = await self.batch.script(
             "progress",
             [self.job_key(job_id), k("claims"), k("counts")],
-            [worker_id, now_ms(), job_id, progress, *flat],
+            [worker_id, now_ms(), job_id, progress, self.p, *flat],
         )
         previous, routing, _ = _moved(r)
         return Moved(previous, routing)
@@ -421,21 +438,6 @@ class JobStore:
 
     async def counts(self) -> dict[str, int]:
         return {name: int(v) for name, v in pairs(await self.batch.command("HGETALL", self.key("counts")))}
-
-    async def list_jobs(
-        self, before: int | None, batch: int, fields: tuple[str, ...]
-    ) -> list[tuple[int, str, list[str | None]]]:
-        """Up to ``batch`` jobs, newest first, submitted before sequence number ``before`` (None:
-        from the newest), from the ``P:jobs`` index: (seq, job id, the requested hash fields)."""
-        top = f"({before}" if before is not None else "+inf"
-        flat = await self.batch.command(
-            "ZRANGE", self.key("jobs"), top, "-inf", "BYSCORE", "REV", "LIMIT", 0, batch, "WITHSCORES"
-        )
-        page = [(str(job_id), int(float(score))) for job_id, score in pairs(flat)]
-        values = await asyncio.gather(
-            *(self.batch.command("HMGET", self.job_key(job_id), *fields) for job_id, _ in page)
-        )
-        return [(seq, job_id, list(v)) for (job_id, seq), v in zip(page, values, strict=True)]
 
     async def queue_depths(self, bands: list[tuple[int, int]]) -> list[int]:
         """Claimable jobs (every class, all hubs) per priority band (lo, hi inclusive), from

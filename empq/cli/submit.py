@@ -189,6 +189,8 @@ async def follow(
                             bar.update(task, completed=event.progress, state=text)
                         else:
                             bar.update(task, state=text)
+                        if live:  # every state shown, not only the ones a 10/s refresh happens to catch
+                            bar.refresh()
                         if not live and not args.json:
                             percent = f" {event.progress:g}%" if event.progress is not None else ""
                             line = f"{clock(event.timestamp)} {job_id} {state}{percent} {event.message or ''}"

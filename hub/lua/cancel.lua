@@ -21,4 +21,5 @@ ended(ARGV[3], s[3])
 if s[5] then
   webhook(KEYS[1], ARGV[2], 'cancelled', ARGV[1], {'previous', prev, 'worker_id', worker}, s[5])
 end
+record(ARGV[3], ARGV[2], 'cancel', TO.cancel, ARGV[1], worker, ARGV[4])
 return moved(KEYS[1], prev, {worker})

@@ -44,6 +44,7 @@ for _ = 1, tonumber(ARGV[4]) do
   if f[11] then
     webhook(job, best_id, 'assigned', now, {'previous', 'queued', 'worker_id', ARGV[1]}, f[11])
   end
+  record(prefix, best_id, 'claim', TO.claim, now, ARGV[1])
   table.insert(out, best_id)
   for k = 1, 10 do table.insert(out, f[k] or '') end
   out[2] = out[2] + 1

@@ -25,4 +25,5 @@ ended(ARGV[6], class)
 if wanted then
   webhook(KEYS[1], ARGV[3], 'completed', ARGV[2], {'previous', prev, 'worker_id', ARGV[1]}, wanted)
 end
+record(ARGV[6], ARGV[3], 'complete', TO.complete, now, ARGV[1])
 return moved(KEYS[1], prev, {ptime})

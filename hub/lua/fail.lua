@@ -23,12 +23,14 @@ if ARGV[5] == '1' and retries < max then
              'retry_at', now + delay, 'progress', 0)
   redis.call('ZADD', KEYS[6], now + delay, ARGV[3])
   count(KEYS[4], prev, TO.retry)
+  record(ARGV[9], ARGV[3], 'retry', TO.retry, now, ARGV[1], ARGV[4])
 else
   redis.call('HSET', KEYS[1], 'status', TO.fail, 'error', ARGV[4], 'completed_at', now)
   count(KEYS[4], prev, TO.fail)
   redis.call('ZADD', KEYS[7], now, ARGV[3])
   redis.call('ZADD', KEYS[8], now, ARGV[3])
   ended(ARGV[9], class)
+  record(ARGV[9], ARGV[3], 'fail', TO.fail, now, ARGV[1], ARGV[4])
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'error_details', ARGV[8]) end
 if outcome == 'failed' then

@@ -77,11 +77,25 @@ local function ended(prefix, class)
   end
 end
 
+-- The job's history (hist:<id>, the dashboard's timeline, D20): every transition appends one
+-- entry, "event TAB status it led to TAB at ms TAB worker TAB note" (ids have no control
+-- characters; the note, last, is free text: the error of a failure, the reason of a cancel, the
+-- job a retry links to; at most 500 bytes). One RPUSH; a job past HISTORY_MAX entries (claimed
+-- and released again and again) keeps its latest ones.
+local function record(prefix, id, event, status, at, worker, note)
+  local HISTORY_MAX = 200
+  local key = prefix .. ':hist:' .. id
+  local entry = event .. '\t' .. status .. '\t' .. at .. '\t' .. (worker or '') .. '\t' .. string.sub(note or '', 1, 500)
+  if redis.call('RPUSH', key, entry) > HISTORY_MAX then
+    redis.call('LTRIM', key, -HISTORY_MAX, -1)
+  end
+end
+
 -- Webhooks (spec D21). A job submitted with a webhook_url has webhook_url, webhook_events
 -- (comma-separated) and webhook_target (scheme://host:port) in its hash. A transition script reads
 -- webhook_events along with the fields it reads anyway and passes it as `wanted` (nil: no
 -- webhook, nothing more is done). When the job wants the event, the delivery is queued here, in
--- the transition's atomic step: the record whd:<delivery id> (the event's facts, from which
+-- the transition's atomic step: the delivery hash whd:<delivery id> (the event's facts, from which
 -- hub/job_messages.py builds the message: the job's fields below, then the script's `facts`
 -- pairs), its place in its target's queue whq:<target> (zset: delivery id -> due ms) and in the
 -- targets' index whq (zset: target -> earliest due), and a 'queued' entry in the job's delivery
@@ -101,14 +115,14 @@ local function webhook(job, id, event, now, facts, wanted)
   end
   local fresh = did == nil
   if fresh then did = id .. '.' .. redis.call('HINCRBY', job, 'webhook_seq', 1) end
-  local record = prefix .. ':whd:' .. did
+  local whd = prefix .. ':whd:' .. did
   local copied = redis.call('HMGET', job, unpack(copy))
   local fields = {'job_id', id, 'event', event, 'at', now, 'url', w[1], 'target', w[2], 'attempt', 0}
   for k = 1, #copy do
     if copied[k] then extend(fields, {copy[k], copied[k]}) end
   end
-  redis.call('DEL', record)
-  redis.call('HSET', record, unpack(extend(fields, facts)))
+  redis.call('DEL', whd)
+  redis.call('HSET', whd, unpack(extend(fields, facts)))
   if event == 'progress' then redis.call('HSET', job, 'webhook_progress', did) end
   if fresh then
     redis.call('ZADD', prefix .. ':whq:' .. w[2], now, did)

@@ -37,7 +37,9 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
         webhook(job, id, 'failed', ARGV[2], {'previous', s[1], 'worker_id', ARGV[1], 'cause', 'lost'}, s[8])
       end
     end
-    count(KEYS[4], s[1], event == 'release' and TO.release or TO.lost)
+    local to = event == 'release' and TO.release or TO.lost
+    count(KEYS[4], s[1], to)
+    record(ARGV[3], id, event, to, ARGV[2], ARGV[1])
     extend(out, {event, id, ARGV[1], s[1]})
     extend(out, routing(job))
   end

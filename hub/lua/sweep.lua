@@ -22,6 +22,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
     enqueue(prefix, s[4], s[5], s[3], id)
     redis.call('SREM', prefix .. ':wjobs:' .. s[2], id)
     count(KEYS[4], s[1], TO.claim_expired)
+    record(prefix, id, 'claim_expired', TO.claim_expired, now, s[2])
     emit('claim_expired', id, s[2], s[1], job)
   end
 end
@@ -46,6 +47,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0
     count(KEYS[4], s[1], TO.time_limit)
     redis.call('ZADD', KEYS[7], now, id)
     if s[4] then webhook(job, id, 'timeout', now, {'previous', s[1], 'worker_id', s[2]}, s[4]) end
+    record(prefix, id, 'time_limit', TO.time_limit, now, s[2])
     emit('time_limit', id, s[2], s[1], job)
   end
 end
