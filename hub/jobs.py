@@ -188,7 +188,8 @@ class JobManager:
 
     async def retry(self, job_id: str, original: dict[str, str], origin: str) -> JobAccepted:
         """Submit again a job that failed, was cancelled or timed out (D20): a new job with its
-        type, payload, requirements, priority, limits, metadata, customer and submitter, linked
+        type, payload, requirements, priority, limits, metadata, customer, submitter and webhook
+        (D21: its URL is checked again at each attempt), linked
         both ways (``retry_of`` on the new one, ``retried_as`` on the original, which stays as
         it ended). ``original``: its hash as ``status`` reads it; ``origin``: the connection
         asking. ``store.NotRetryable`` when it may not be retried (any more), ``QueueFull``."""
@@ -207,6 +208,9 @@ class JobManager:
             "max_retries",
             "timeout_ms",
             "metadata",
+            "webhook_url",
+            "webhook_events",
+            "webhook_target",
         ):
             fields[name] = original.get(name) or None
         fields.update(origin=origin, retry_count=0, created_at=now_ms(), retry_of=job_id)

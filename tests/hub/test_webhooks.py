@@ -426,3 +426,50 @@ async def test_a_customer_signs_with_its_own_secret(hubs, tmp_path):
     assert verify(SECRET, plain_hook.headers, plain_hook.body)
     with pytest.raises(WebhookVerificationError):
         verify(SECRET, acme_hook.headers, acme_hook.body)
+
+
+# --- the job browser (D20) --------------------------------------------------------------------
+
+
+async def test_the_job_detail_shows_each_delivery_and_its_attempts_as_the_status_does(hubs):
+    from empq.hub import actions
+
+    hub = await hubs()
+    receiver = await hubs.receiver(500)
+    client, worker = await hub.client(), await hub.worker()
+    job_id = await run_job(client, worker, webhook_url=receiver.url)
+    plain = await run_job(client, worker)
+    await delivered(hub, client, job_id)
+    session = hub.core.sessions[client.conn_id]
+    detail = await actions.job_detail(hub.core, session, job_id)
+    assert detail["webhook_deliveries"] == (await status(client, job_id))["webhook_deliveries"]
+    (delivery,) = detail["webhook_deliveries"]
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 200]
+    assert "HTTP 500" in delivery["attempts"][0]["error"]
+    assert detail["webhook_events"] == ["completed", "failed", "cancelled", "timeout"]
+    assert detail["webhook_target"] == f"http://127.0.0.1:{receiver.port}"
+    assert b"source=test" not in orjson.dumps(detail)  # the URL's path and query are not shown
+    without = await actions.job_detail(hub.core, session, plain)
+    assert not {"webhook_target", "webhook_events", "webhook_deliveries"} & set(without)
+
+
+async def test_a_retried_job_keeps_its_webhook(hubs):
+    from empq.hub import actions
+
+    hub = await hubs()
+    receiver = await hubs.receiver()
+    client, worker = await hub.client(), await hub.worker()
+    job = await client.request("submit_job", **SUBMIT, webhook_url=receiver.url, max_retries=0)
+    await worker.request("claim_job", worker_id=worker.worker_id)
+    await worker.request("fail_job", job_id=job["job_id"], worker_id=worker.worker_id, error="oom")
+    await delivered(hub, client, job["job_id"])
+    retried = await actions.retry(hub.core, hub.core.sessions[client.conn_id], job["job_id"])
+    await worker.request("claim_job", worker_id=worker.worker_id)
+    await worker.request(
+        "complete_job", job_id=retried["job_id"], worker_id=worker.worker_id, result={"success": True}
+    )
+    (delivery,) = await delivered(hub, client, retried["job_id"])
+    assert delivery["event"] == "completed" and delivery["state"] == "delivered"
+    sent = [(r.json()["job_id"], r.json()["status"]) for r in receiver.requests]
+    assert sent == [(job["job_id"], "failed"), (retried["job_id"], "completed")]
+    assert verify(SECRET, receiver.requests[1].headers, receiver.requests[1].body)
