@@ -42,12 +42,14 @@ class Receiver:
         hold_until: int = 0,
         hold_timeout: float = 10.0,
         body: bytes = b"ok",
+        reason: bytes = b"",
     ) -> None:
         self.script = list(script or [])
         self.default = default
         self.hold_until = hold_until
         self.hold_timeout = hold_timeout
         self.body = body
+        self.reason = reason  # the status line's reason phrase (h11's own when empty)
         self.requests: list[Received] = []
         self.open = 0
         self.max_open = 0
@@ -141,6 +143,7 @@ class Receiver:
             response = h11.Response(
                 status_code=int(action),
                 headers=[("Content-Length", str(len(self.body))), ("Content-Type", "text/plain")],
+                **({"reason": self.reason} if self.reason else {}),
             )
             writer.write(
                 conn.send(response) + conn.send(h11.Data(data=self.body)) + conn.send(h11.EndOfMessage())
