@@ -302,6 +302,25 @@ async def test_a_refused_target_is_said_at_submission_and_nothing_is_queued(hubs
     assert await hub.core.store.counts() == {}  # nothing queued
 
 
+async def test_post_api_jobs_refuses_a_private_target_with_a_clear_error(start_hub):
+    """The HTTP API's submission: the same check, a 422 that says what and why."""
+    import httpx
+
+    hub = await start_hub(webhook_secret=SECRET)  # neither webhook_allow_http nor _private
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.http.port}", timeout=10) as api:
+        r = await api.post("/api/jobs", json={**SUBMIT, "webhook_url": "https://169.254.169.254/hook"})
+        assert r.status_code == 422, r.text
+        body = r.json()
+        assert body["error_code"] == "INVALID_PARAMETERS"
+        assert body["details"] == {
+            "field": "webhook_url",
+            "provided_value": "https://169.254.169.254/hook",
+            "reason": "private_address",
+        }
+        assert "169.254.169.254" in body["error"] and "webhook_allow_private" in body["error"]
+        assert (await api.get("/api/jobs")).json()["jobs"] == []  # nothing queued
+
+
 async def test_a_public_https_target_is_accepted_and_webhooks_need_a_secret(hubs):
     hub = await hubs(webhook_allow_http=False, webhook_allow_private=False)
     client = await hub.client(capabilities={"webhook_support": True})
