@@ -137,6 +137,8 @@ class JobSubmission:
     max_retries: int | None = None
     metadata: dict[str, Any] | None = None
     timeout_seconds: float | None = None
+    webhook_url: str | None = None  # spec D21: the job's events POSTed there too, signed
+    webhook_events: list[str] | None = None  # default: completed, failed, cancelled, timeout
 
     def to_message(self) -> SubmitJob:
         from empq.generated.messages.submit_job import SubmitJob

@@ -51,9 +51,15 @@ def _may_manage(session: Session, what: str) -> None:
 
 
 async def job_detail(hub: HubCore, session: Session, job_id: str) -> dict[str, Any]:
-    """The job in full with its timeline, if the session may see it."""
+    """The job in full with its timeline and, for a job with a webhook, each delivery and its
+    attempts (as ``response_job_status`` has them, D21), if the session may see it."""
     job = await _visible_job(hub, session, job_id)
-    return detail(job_id, job, await Browser(hub.store).history(job_id))
+    if not job.get("webhook_url"):
+        return detail(job_id, job, await Browser(hub.store).history(job_id))
+    timeline, deliveries = await asyncio.gather(
+        Browser(hub.store).history(job_id), hub.webhooks.deliveries(job_id)
+    )
+    return detail(job_id, job, timeline, [protocol.to_dict(d) for d in deliveries])
 
 
 async def retry(hub: HubCore, session: Session, job_id: str) -> dict[str, Any]:

@@ -4,6 +4,9 @@ No token configured anywhere means open dev mode: every registration is accepted
 permissions it asks for.  Otherwise a registration must present a token of the role it asks
 for — in the handshake (``Authorization: Bearer``, ``?token=``) or as ``auth_token`` — and gets
 the customer binding and permissions that token carries.
+
+The auth file may also give a customer its own webhook signing secret (spec D21):
+``{"tokens": [...], "customers": {"acme": {"webhook_secret": "whsec_..."}}}``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from empq.hub.config import HubConfig
+
+from empq.webhooks import secret_key
 
 ALL_PERMISSIONS = frozenset({"view_all_jobs", "view_system_stats", "view_workers", "manage_jobs"})
 
@@ -30,8 +35,10 @@ class Grant:
 
 
 class Authenticator:
-    def __init__(self, tokens: dict[str, Grant]) -> None:
+    def __init__(self, tokens: dict[str, Grant], webhook_keys: dict[str | None, bytes] | None = None) -> None:
         self.tokens = tokens
+        # webhook signing keys (D21): per customer from the auth file, the hub's under None
+        self.webhook_keys = webhook_keys or {}
         # customers some token is bound to: only those tokens act for them (D19); any other
         # customer id is a label an unbound client may use to group its own jobs
         self.bound_customers = frozenset(g.customer_id for g in tokens.values() if g.customer_id)
@@ -43,6 +50,9 @@ class Authenticator:
     @classmethod
     def from_config(cls, config: HubConfig) -> Authenticator:
         tokens: dict[str, Grant] = {}
+        keys: dict[str | None, bytes] = {}
+        if config.webhook_secret:
+            keys[None] = secret_key(config.webhook_secret)
         monitor_perms = frozenset(p.strip() for p in config.monitor_permissions.split(",") if p.strip())
         for role, raw, perms in (
             ("job_client", config.client_tokens, frozenset[str]()),
@@ -63,7 +73,18 @@ class Authenticator:
                     raise ValueError(f"{config.auth_file}: unknown role {entry['role']!r}")
                 token = entry["token"]
                 tokens[token] = Grant(entry["role"], entry.get("customer_id"), perms, _owner(token))
-        return cls(tokens)
+            for customer, settings in data.get("customers", {}).items():
+                if settings.get("webhook_secret"):
+                    try:
+                        keys[customer] = secret_key(settings["webhook_secret"])
+                    except ValueError as exc:
+                        raise ValueError(f"{config.auth_file}: customer {customer!r}: {exc}") from None
+        return cls(tokens, keys)
+
+    def webhook_key(self, customer_id: str | None) -> bytes | None:
+        """The key that signs the webhooks of a customer's jobs: its own, else the hub's (D21)."""
+        own = self.webhook_keys.get(customer_id) if customer_id else None
+        return own if own is not None else self.webhook_keys.get(None)
 
     def may_name(self, grant: Grant, customer_id: str | None) -> bool:
         """May a session of this grant act for ``customer_id`` (None: its own, if any)?"""

@@ -271,9 +271,15 @@ class Browser:
         return out
 
 
-def detail(job_id: str, job: dict[str, str], timeline: list[dict[str, Any]]) -> dict[str, Any]:
+def detail(
+    job_id: str,
+    job: dict[str, str],
+    timeline: list[dict[str, Any]],
+    webhook_deliveries: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Everything known about a job (``JobDetail`` in the OpenAPI document), from its hash (as
-    ``JobStore.status`` reads it) and its history."""
+    ``JobStore.status`` reads it), its history and, with a webhook, its deliveries (D21: where
+    they go is said as ``scheme://host:port`` only, the URL's path and query may carry a token)."""
     out: dict[str, Any] = {
         "job_id": job_id,
         "status": job["status"],
@@ -305,6 +311,10 @@ def detail(job_id: str, job: dict[str, str], timeline: list[dict[str, Any]]) -> 
     if int(job.get("__position") or 0):
         out["position"] = int(job["__position"])
     out["timeline"] = timeline or _timeline_from_hash(out)
+    if job.get("webhook_target"):
+        out["webhook_target"] = job["webhook_target"]
+        out["webhook_events"] = [e for e in (job.get("webhook_events") or "").split(",") if e]
+        out["webhook_deliveries"] = webhook_deliveries or []
     return out
 
 

@@ -57,6 +57,16 @@ class HubConfig:
     max_queued_jobs: int = 0  # submissions refused (RATE_LIMITED) while this many jobs wait (0 = no bound)
     max_queued_per_customer: int = 0  # the same, per customer (0 = no bound)
     metrics_public: bool = False  # with tokens configured, /metrics needs an unbound monitor token unless set
+    # webhooks (spec D21): a job's events POSTed to its webhook_url, signed, durable, retried
+    webhook_secret: str = ""  # whsec_<base64>: signs deliveries (a customer's own, from auth_file, wins)
+    webhook_allow_http: bool = False  # http:// targets too (default: https only)
+    webhook_allow_private: bool = False  # loopback, private, link-local, metadata targets too
+    webhook_timeout_s: float = 10.0  # one attempt: resolve, connect, send, response headers
+    webhook_max_age_s: float = 24 * 3600  # retries stop this long after the event
+    webhook_retry_base_s: float = 5.0  # first retry delay (doubles, with jitter)
+    webhook_retry_max_s: float = 3600.0  # longest retry delay
+    webhook_concurrency: int = 32  # attempts in flight per hub; 0 = this hub sends none
+    webhook_per_target: int = 4  # attempts in flight per hub to one scheme://host:port
     tls_cert: str = ""
     tls_key: str = ""
     log_level: str = "info"
@@ -95,6 +105,16 @@ class HubConfig:
                 raise ValueError(f"redis_url {redact(config.redis_url)}: {exc}") from None
         if config.redis_wait_replicas < 0 or config.redis_wait_timeout_ms <= 0:
             raise ValueError("redis_wait_replicas must be >= 0 and redis_wait_timeout_ms > 0")
+        if config.webhook_secret:
+            from empq.webhooks import secret_key
+
+            secret_key(config.webhook_secret)  # ValueError naming the expected form
+        if not (
+            config.webhook_timeout_s > 0 and config.webhook_retry_base_s > 0 and config.webhook_max_age_s >= 0
+        ):
+            raise ValueError("webhook_timeout_s and webhook_retry_base_s must be > 0, webhook_max_age_s >= 0")
+        if config.webhook_concurrency < 0 or config.webhook_per_target < 1:
+            raise ValueError("webhook_concurrency must be >= 0 and webhook_per_target >= 1")
         if not config.job_retention_s >= 0:
             raise ValueError(f"job_retention_s {config.job_retention_s:g} must be >= 0 (0 = keep forever)")
         return config
@@ -153,12 +173,24 @@ HELP: dict[str, str] = {
     "max_queued_jobs": "refuse submissions while this many jobs wait; 0 = no bound",
     "max_queued_per_customer": "the same, per customer; 0 = no bound",
     "metrics_public": "serve /metrics without a token when tokens are configured",
+    "webhook_secret": "webhook signing secret, whsec_<base64> (Standard Webhooks); a customer's "
+    "webhook_secret in auth_file wins; none: submissions with webhook_url are refused",
+    "webhook_allow_http": "deliver webhooks to http:// URLs too (default: https only)",
+    "webhook_allow_private": "deliver webhooks to loopback, private, link-local and metadata addresses too",
+    "webhook_timeout_s": "one webhook attempt (resolve, connect, send, response) at most this long",
+    "webhook_max_age_s": "webhook retries stop this long after the event",
+    "webhook_retry_base_s": "first webhook retry delay (then doubling, with jitter)",
+    "webhook_retry_max_s": "longest webhook retry delay",
+    "webhook_concurrency": "webhook attempts in flight in this hub; 0 = this hub sends none",
+    "webhook_per_target": "webhook attempts in flight in this hub to one scheme://host:port",
     "tls_cert": "certificate (PEM) to serve wss:// and https://",
     "tls_key": "private key (PEM) of tls_cert",
     "log_level": "debug, info, warning or error",
     "log_format": "text, or json: one JSON object per line, for log shippers",
 }
-SECRETS = frozenset({"client_tokens", "worker_tokens", "monitor_tokens"})  # by environment only
+SECRETS = frozenset(
+    {"client_tokens", "worker_tokens", "monitor_tokens", "webhook_secret"}
+)  # by environment only
 
 
 def _convert(kind: Any, raw: str) -> Any:

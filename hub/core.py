@@ -12,6 +12,7 @@ which calls the job manager (``jobs.py``) or a component:
     monitoring     Monitoring       alerts, system_status, stats
     chunks         ChunkStreams     reassembly of chunked messages
     jobs           JobManager       every job transition (Lua call, messages, slots, metrics)
+    webhooks       Webhooks         webhook checks at submission, the sender (spec D21)
 
 State that must survive or be shared lives in Redis (``store.py``: jobs; ``fleet.py``: workers
 and hubs); what lives here is per-process routing, rebuilt on restart.
@@ -43,6 +44,7 @@ from empq.hub.resp import RedisReplyError
 from empq.hub.session import Accepted, Refused, Role, Session, error
 from empq.hub.store import JobStore, StoreError
 from empq.hub.subscriptions import Subscriptions
+from empq.hub.webhooks import Webhooks
 from empq.hub.workers import WorkerRegistry
 
 from empq import protocol
@@ -84,6 +86,7 @@ class HubCore:
         self.monitoring = Monitoring(self)
         self.chunks = ChunkStreams()
         self.jobs = JobManager(self)
+        self.webhooks = Webhooks(self)
         # connection ids are unique across restarts too: a job's origin in Redis must never name
         # a connection of a later process (a fixed hub_id would otherwise reuse conn-<hub>-1)
         self._incarnation = uuid.uuid4().hex[:6]
@@ -199,12 +202,14 @@ class HubCore:
 
     # timers -----------------------------------------------------------------------------------
     async def tick(self) -> None:
-        """Timers: sweep Redis deadlines, reap lost workers, hub registry, system status, stats
-        broadcasts, chunk stream expiry, unregistered connections (every ``sweep_interval_ms``)."""
+        """Timers: sweep Redis deadlines, due webhooks, reap lost workers, hub registry, system
+        status, stats broadcasts, chunk stream expiry, unregistered connections (every
+        ``sweep_interval_ms``)."""
         now = now_ms()
         try:
             for fired in await self.store.sweep():
                 self.jobs.on_timer(fired)
+            await self.webhooks.poll()
             self.mean_processing_time = await self.store.mean_processing_time()
             if now >= self._next_seen:  # before reaping: a recent frame keeps a worker alive
                 self._next_seen = now + min(1000, self.config.heartbeat_timeout_ms // 4)

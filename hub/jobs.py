@@ -20,9 +20,10 @@ from empq.generated.messages.job_accepted import JobAccepted
 from empq.generated.messages.job_assigned import JobAssigned
 from empq.generated.messages.job_cancelled import JobCancelled
 from empq.generated.messages.job_completed import JobCompleted
-from empq.generated.messages.job_update import JobUpdate
 from empq.generated.messages.submit_job import SubmitJob
+from empq.hub import job_messages as messages
 from empq.hub import lifecycle as states
+from empq.hub.job_messages import job_update
 from empq.hub.matching import JobClass
 from empq.hub.session import Session
 from empq.hub.store import AlreadySubmitted, ClaimedJob, Completed, Failed, JobEvent, Routing, StoreError
@@ -72,15 +73,6 @@ def iso(ms: float) -> str | None:
         return None
 
 
-def job_update(job_id: str, status: str, previous: str | None = None, **fields: Any) -> JobUpdate:
-    """A ``job_update``; fields given as None are left out (unset, not null)."""
-    if previous is not None:
-        fields["previous_status"] = previous
-    return protocol.make(
-        JobUpdate, job_id=job_id, status=status, **{k: v for k, v in fields.items() if v is not None}
-    )
-
-
 class Seconds(float):
     """A duration, written as such only if the log line is written."""
 
@@ -97,8 +89,11 @@ class JobManager:
         return await self.hub.store.status(job_id)
 
     # submit -----------------------------------------------------------------------------------
-    async def submit(self, session: Session, msg: SubmitJob, customer_id: str | None) -> JobAccepted:
-        """Queue a job (``store.QueueFull`` when the queue bound is reached); its ``job_accepted``."""
+    async def submit(
+        self, session: Session, msg: SubmitJob, customer_id: str | None, webhook: dict[str, str] | None = None
+    ) -> JobAccepted:
+        """Queue a job (``store.QueueFull`` when the queue bound is reached); its ``job_accepted``.
+        ``webhook``: the job hash fields of its webhook (``Webhooks.job_fields``, spec D21)."""
         hub = self.hub
         requirements = protocol.to_dict(msg.requirements) if msg.requirements is not None else None
         job_class = JobClass.of(msg.job_type, requirements)
@@ -130,6 +125,7 @@ class JobManager:
                     "timeout_ms": int(msg.timeout_seconds * 1000) if msg.timeout_seconds else None,
                     "metadata": orjson.dumps(msg.metadata) if msg.metadata is not None else None,
                     "created_at": now_ms(),
+                    **(webhook or {}),
                 },
                 idempotency,
                 hub.config.max_queued_jobs,
@@ -192,7 +188,8 @@ class JobManager:
 
     async def retry(self, job_id: str, original: dict[str, str], origin: str) -> JobAccepted:
         """Submit again a job that failed, was cancelled or timed out (D20): a new job with its
-        type, payload, requirements, priority, limits, metadata, customer and submitter, linked
+        type, payload, requirements, priority, limits, metadata, customer, submitter and webhook
+        (D21: its URL is checked again at each attempt), linked
         both ways (``retry_of`` on the new one, ``retried_as`` on the original, which stays as
         it ended). ``original``: its hash as ``status`` reads it; ``origin``: the connection
         asking. ``store.NotRetryable`` when it may not be retried (any more), ``QueueFull``."""
@@ -211,6 +208,9 @@ class JobManager:
             "max_retries",
             "timeout_ms",
             "metadata",
+            "webhook_url",
+            "webhook_events",
+            "webhook_target",
         ):
             fields[name] = original.get(name) or None
         fields.update(origin=origin, retry_count=0, created_at=now_ms(), retry_of=job_id)
@@ -245,7 +245,7 @@ class JobManager:
         hub.metrics.claim_served(time.perf_counter() - started)
         for job in claimed:
             hub.workers.hold(worker.worker_id, job.job_id)
-            update = job_update(job.job_id, states.ASSIGNED, states.QUEUED, worker_id=worker.worker_id)
+            update = messages.assigned(job.job_id, worker.worker_id)
             hub.fanout.publish(job.job_id, job.routing, update, states.ASSIGNED)
         return claimed
 
@@ -255,9 +255,7 @@ class JobManager:
         except StoreError as refused:
             self._not_held(worker_id, job_id, refused)
             raise
-        update = job_update(
-            job_id, states.ACCEPTED, moved.previous, worker_id=worker_id, message="Job accepted by worker"
-        )
+        update = messages.accepted(job_id, moved.previous, worker_id)
         self.hub.fanout.publish(job_id, moved.routing, update, states.ACCEPTED)
 
     async def progress(self, worker_id: str, job_id: str, progress: float, fields: dict[str, Any]) -> None:
@@ -266,9 +264,7 @@ class JobManager:
         except StoreError as refused:
             self._not_held(worker_id, job_id, refused)
             raise
-        update = job_update(
-            job_id, states.IN_PROGRESS, moved.previous, worker_id=worker_id, progress=progress, **fields
-        )
+        update = messages.progressed(job_id, moved.previous, worker_id, progress, fields)
         self.hub.fanout.publish(job_id, moved.routing, update, states.IN_PROGRESS)
 
     async def complete(
@@ -282,17 +278,11 @@ class JobManager:
             raise
         hub.metrics.job_completed(done.routing.job_type, done.processing_time)
         hub.workers.release(worker_id, job_id)
-        message = protocol.make(
-            JobCompleted,
-            job_id=job_id,
-            status=states.COMPLETED,
-            worker_id=worker_id,
-            result=result,
-            priority=done.routing.priority,
-            processing_time=done.processing_time,
-            job_type=done.routing.job_type,
+        routing = done.routing
+        message = messages.completed(
+            job_id, worker_id, result, routing.priority, done.processing_time, routing.job_type
         )
-        hub.fanout.publish(job_id, done.routing, message, states.COMPLETED)
+        hub.fanout.publish(job_id, routing, message, states.COMPLETED)
         ended(job_id, done.routing, states.COMPLETED, worker_id, Seconds(done.processing_time))
         return done
 
@@ -326,14 +316,7 @@ class JobManager:
                 message=f"retry {failed.retry_count} scheduled in {failed.delay_ms / 1000:g}s",
             )
         else:
-            update = job_update(
-                job_id,
-                states.FAILED,
-                failed.previous,
-                worker_id=worker_id,
-                retry_count=failed.retry_count,
-                error=error,
-            )
+            update = messages.failed(job_id, failed.previous, worker_id, failed.retry_count, error)
         hub.fanout.publish(job_id, failed.routing, update, update.status.value)
         if not failed.retry:
             detail = f"{error} (retries: {failed.retry_count})"
@@ -351,11 +334,11 @@ class JobManager:
     async def cancel(self, job_id: str, reason: str, by: str | None = None) -> JobCancelled:
         """Cancel wherever the job is; the worker holding it is told to stop (D13)."""
         hub = self.hub
-        cancelled = await hub.store.cancel(job_id, reason)
-        fields = {"job_id": job_id, "status": states.CANCELLED, "cancelled_at": now_ms(), "reason": reason}
-        message = protocol.make(JobCancelled, **fields)
+        at = now_ms()
+        cancelled = await hub.store.cancel(job_id, reason, at)
+        message = messages.cancelled(job_id, at, reason)
         if cancelled.holder:
-            stop = protocol.make(JobCancelled, **fields, worker_id=cancelled.holder)
+            stop = messages.cancelled(job_id, at, reason, worker_id=cancelled.holder)
             hub.fanout.to_worker(cancelled.holder, stop, release=job_id)
         hub.fanout.publish(job_id, cancelled.routing, message, states.CANCELLED, exclude=by)
         ended(job_id, cancelled.routing, states.CANCELLED, cancelled.holder, reason)
@@ -376,13 +359,7 @@ class JobManager:
                 message="claim timed out: job returned to the queue",
             )
         else:  # time_limit
-            update = job_update(
-                event.job_id,
-                states.TIMEOUT,
-                event.previous,
-                worker_id=event.worker_id,
-                error="job exceeded its time limit",
-            )
+            update = messages.timed_out(event.job_id, event.previous, event.worker_id)
         self.hub.fanout.to_worker(event.worker_id, update, release=event.job_id)
         self.hub.fanout.publish(event.job_id, event.routing, update, update.status.value)
         if update.status.value == states.TIMEOUT:
@@ -397,13 +374,16 @@ class JobManager:
         events = await hub.store.release_worker(worker_id, count_retry=lost)
         for event in events:
             status = states.QUEUED if event.event == "release" else states.FAILED
-            if not lost:
-                text, error = "worker disconnected: job returned to the queue", None
-            elif status == states.QUEUED:
-                text, error = f"worker {worker_id} lost: job returned to the queue", None
+            if status == states.FAILED:
+                text = messages.lost_text(worker_id)
+                update = messages.lost(event.job_id, event.previous, worker_id)
             else:
-                text, error = f"worker {worker_id} lost and no retries left", "worker lost"
-            update = job_update(event.job_id, status, event.previous, message=text, error=error)
+                text = (
+                    f"worker {worker_id} lost: job returned to the queue"
+                    if lost
+                    else "worker disconnected: job returned to the queue"
+                )
+                update = job_update(event.job_id, status, event.previous, message=text)
             hub.fanout.publish(event.job_id, event.routing, update, status)
             if status == states.FAILED:
                 ended(event.job_id, event.routing, status, worker_id, text)

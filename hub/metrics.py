@@ -74,6 +74,13 @@ class HubMetrics:
         self.messages_in = LabelledCounters("empq_messages_in", "Messages received, by type", "type")
         self.messages_out = LabelledCounters("empq_messages_out", "Frames sent, by message type", "type")
         self.errors = LabelledCounters("empq_errors", "error messages sent, by error_code", "error_code")
+        self.webhook_deliveries = LabelledCounters(
+            "empq_webhook_deliveries",
+            "Webhook attempts made by this hub, by outcome: delivered (2xx), retry (timeout, connection "
+            "error, 5xx, 429: tried again later), failed (3xx, other 4xx, refused target), expired (still "
+            "failing at the end of the retry period)",
+            "outcome",
+        )
         counters = (
             self.submitted,
             self.completed,
@@ -82,6 +89,7 @@ class HubMetrics:
             self.messages_in,
             self.messages_out,
             self.errors,
+            self.webhook_deliveries,
         )
         r.register(_Families(counters))
         self.claim_latency = Histogram(
@@ -94,6 +102,18 @@ class HubMetrics:
             "empq_processing_time_seconds",
             "Processing time reported by workers on completion",
             ["job_type"],
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "empq_webhook_latency_seconds",
+            "From a job event to its webhook's 2xx, retries included (deliveries made by this hub)",
+            buckets=TIME_BUCKETS,
+            registry=r,
+        )
+        self.webhook_attempt_time = Histogram(
+            "empq_webhook_attempt_seconds",
+            "One webhook attempt: resolve, connect, send, response status",
             buckets=TIME_BUCKETS,
             registry=r,
         )
@@ -136,6 +156,13 @@ class HubMetrics:
 
     def job_failed(self, job_type: str, retry: bool) -> None:
         (self.retried if retry else self.failed).inc(job_type)
+
+    def webhook_attempt(self, outcome: str, duration_s: float) -> None:
+        self.webhook_deliveries.inc(outcome)  # four values
+        self.webhook_attempt_time.observe(max(0.0, duration_s))
+
+    def webhook_delivered(self, latency_s: float) -> None:
+        self.webhook_latency.observe(latency_s)
 
     def message_in(self, kind: str) -> None:
         self.messages_in.inc(kind)

@@ -13,6 +13,8 @@ from empq.generated.messages.cancel_job import CancelJob
 from empq.generated.messages.error import Error
 from empq.generated.messages.job_accepted import JobAccepted
 from empq.generated.messages.job_cancelled import JobCancelled
+from empq.generated.messages.job_completed import JobCompleted
+from empq.generated.messages.job_update import JobUpdate
 from empq.generated.messages.response_job_status import ResponseJobStatus
 from empq.generated.messages.stats_response import StatsResponse
 from empq.generated.messages.submit_job import SubmitJob
@@ -37,6 +39,8 @@ def openapi_document() -> dict[str, Any]:
         (JobAccepted, "serialization"),
         (ResponseJobStatus, "serialization"),
         (JobCancelled, "serialization"),
+        (JobUpdate, "serialization"),
+        (JobCompleted, "serialization"),
         (StatsResponse, "serialization"),
         (WorkerCounts, "serialization"),
         (Error, "serialization"),
@@ -81,6 +85,8 @@ def openapi_document() -> dict[str, Any]:
         (JobAccepted, "JobAccepted"),
         (ResponseJobStatus, "ResponseJobStatus"),
         (JobCancelled, "JobCancelled"),
+        (JobUpdate, "JobUpdate"),
+        (JobCompleted, "JobCompleted"),
         (StatsResponse, "StatsResponse"),
         (WorkerCounts, "WorkerCounts"),
     ):
@@ -115,6 +121,7 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{}, {"bearer": []}],
+        "webhooks": {"jobEvent": _job_event_webhook()},
         "paths": {
             "/health": {
                 "get": {
@@ -249,6 +256,55 @@ def openapi_document() -> dict[str, Any]:
                 operation["responses"].setdefault("422", error_responses(422)["422"])
                 operation["responses"] = dict(sorted(operation["responses"].items()))
     return _DOCUMENT
+
+
+def _job_event_webhook() -> dict[str, Any]:
+    """What the hub POSTs to a job's webhook_url (spec D21): the WebSocket's message, signed."""
+
+    def header(name: str, text: str, pattern: str) -> dict[str, Any]:
+        return {"name": name, "in": "header", "required": True, "description": text,
+                "schema": {"type": "string", "pattern": pattern}}  # fmt: skip
+
+    return {
+        "post": {
+            "operationId": "jobEventWebhook",
+            "summary": "A job event, POSTed to the job's webhook_url (empq extension, spec D21)",
+            "description": "Sent for each event in the job's webhook_events (default: completed, failed, "
+            "cancelled, timeout). The body is the message the WebSocket carries for the event "
+            "(job_update, job_completed or job_cancelled; its timestamp is the transition's). Signed per "
+            "Standard Webhooks: webhook-signature is v1, + base64 HMAC-SHA256 of "
+            "`<webhook-id>.<webhook-timestamp>.<body>` with the secret's bytes (whsec_ + base64; the "
+            "customer's from the auth file, else the hub's EMPQ_WEBHOOK_SECRET). At least once: "
+            "de-duplicate on webhook-id. A 2xx ends the delivery; a timeout, connection error, 5xx or "
+            "429 (Retry-After honoured) is retried with exponential backoff and jitter for "
+            "webhook_max_age_s (default 24 h); a 3xx or another 4xx stops it. The response body is not read.",
+            "security": [],
+            "parameters": [
+                header("webhook-id", "The delivery's id: the same on every attempt of one event", "^.+$"),
+                header("webhook-timestamp", "Unix seconds of this attempt", "^[0-9]+$"),
+                header("webhook-signature", "v1,<base64 HMAC-SHA256> (space-separated if several)", "^v1,"),
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": REF.format(model=name)}
+                                for name in ("JobUpdate", "JobCompleted", "JobCancelled")
+                            ]
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "2XX": {"description": "Received: the delivery ends"},
+                "429": {"description": "Busy: tried again later (after Retry-After, if given)"},
+                "5XX": {"description": "Tried again later"},
+                "default": {"description": "A 3xx or another 4xx: the delivery stops (failed)"},
+            },
+        }
+    }
 
 
 def main() -> None:

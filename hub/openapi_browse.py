@@ -144,6 +144,22 @@ def browser_schemas() -> dict[str, Any]:
                     for k in ("message", "error", "cancel_reason", "retry_of", "retried_as")
                 },
                 "timeline": {"type": "array", "items": {"$ref": REF.format(model="TimelineStep")}},
+                "webhook_target": {
+                    "type": "string",
+                    "description": "A job submitted with webhook_url (D21): where its webhooks go, as "
+                    "scheme://host:port (the URL's path and query are not shown)",
+                },
+                "webhook_events": {
+                    "type": "array",
+                    "items": {"$ref": REF.format(model="WebhookEvent")},
+                    "description": "The events it wants (D21)",
+                },
+                "webhook_deliveries": {
+                    "type": "array",
+                    "items": {"$ref": REF.format(model="WebhookDelivery")},
+                    "description": "Each event queued for its webhook and its latest attempts (D21), as "
+                    "response_job_status.webhook_deliveries",
+                },
             },
         },
         "RetryAccepted": {

@@ -46,6 +46,7 @@ PROBES: dict[str, tuple[str, ...]] = {
     "PUBLISH": ("C", '{"hub": "acl-probe", "kind": "probe"}'),  # never sent; hubs would ignore it
     "SUBSCRIBE": ("C",),  # (on the bus connection)
     # called by the Lua scripts
+    "EXISTS": ("K",),
     "HGET": ("K", "f"),
     "HINCRBY": ("K", "f", "1"),
     "HINCRBYFLOAT": ("K", "f", "1"),

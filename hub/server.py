@@ -310,6 +310,8 @@ class HubServer:
             self._supervisor.cancel()
         if self._ticker is not None:
             self._ticker.cancel()
+        if self.core is not None:
+            await self.core.webhooks.stop()
         if self.http is not None:
             await self.http.stop()
         if self.server is not None:

@@ -34,6 +34,8 @@ SCRIPTS = (
     "forget",
     "register_worker",
     "gc_classes",
+    "webhook_claim",
+    "webhook_done",
 )
 ROUTING_SIZE = 6  # fields of Routing, in every transition reply after the previous status
 
@@ -371,12 +373,12 @@ class JobStore:
         previous, routing, (outcome, delay_ms, retries) = _moved(r)
         return Failed(previous, routing, outcome == "retry", int(delay_ms), int(retries))
 
-    async def cancel(self, job_id: str, reason: str) -> Cancelled:
+    async def cancel(self, job_id: str, reason: str, at: int | None = None) -> Cancelled:
         k = self.key
         r = await self.batch.script(
             "cancel",
             [self.job_key(job_id), k("claims"), k("runs"), k("counts"), k("delayed"), k("finished")],
-            [now_ms(), job_id, self.p, reason],
+            [now_ms() if at is None else at, job_id, self.p, reason],
         )
         previous, routing, (holder,) = _moved(r)
         return Cancelled(previous, routing, holder or None)

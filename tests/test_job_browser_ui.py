@@ -263,6 +263,58 @@ async def test_the_overview_shows_at_load_what_runs_and_what_failed(browser, fle
     assert page.errors == []
 
 
+HOSTILE = "<img src=x onerror=window.pwned=1>"  # a receiver's reason phrase: text in the page
+
+
+async def test_a_jobs_webhook_deliveries_and_their_attempts_in_its_detail(browser, start_hub):
+    """D21 in the page: where the job's webhooks go, each delivery's state and every attempt (time,
+    status code, how long, error), read again while a delivery is still pending or retrying."""
+    from webhook_receiver import Receiver
+
+    from empq.webhooks import generate_secret
+
+    receiver = await Receiver([500, 500], reason=HOSTILE.encode()).start()
+    hub = await start_hub(
+        webhook_secret=generate_secret(),
+        webhook_allow_http=True,
+        webhook_allow_private=True,  # the receiver is on 127.0.0.1
+        webhook_retry_base_s=0.3,
+        webhook_retry_max_s=1.0,
+    )
+    fleet = Fleet(hub)
+    try:
+        gpu = await fleet.worker("gpu-hooks")
+        job_id = await fleet.submit(webhook_url=receiver.url)
+        page = await open_page(browser, hub, f"/#/job/{job_id}")
+        await page.wait_for_selector("#detail #webhook-target")
+        target = await page.inner_text("#webhook-target")
+        assert f"http://127.0.0.1:{receiver.port}" in target
+        assert "completed, failed, cancelled, timeout" in target
+        assert "source=test" not in await page.inner_text("#detail")  # the URL's path and query: not shown
+        assert "No event sent yet" in await page.inner_text("#webhooks")
+
+        await fleet.run(gpu, "accept", "progress", "complete")  # the page is not reloaded from here
+        delivered = '#webhooks li[data-event="completed"][data-state="delivered"]'
+        await page.wait_for_selector(delivered, timeout=30_000)
+        rows_of = f"{delivered} tbody tr"
+        statuses = await page.eval_on_selector_all(rows_of, "els => els.map(e => e.dataset.status)")
+        assert statuses == ["500", "500", "200"]
+        rows = await page.eval_on_selector_all(
+            rows_of, "els => els.map(e => [...e.cells].map(c => c.textContent))"
+        )
+        assert [r[0] for r in rows] == ["1", "2", "3"]
+        assert rows[0][4] == f"HTTP 500 {HOSTILE}" and rows[2][4] == ""
+        assert await page.evaluate("window.pwned === undefined")
+        assert await page.locator("#detail img").count() == 0
+        webhook_id = await page.get_attribute(delivered, "data-webhook-id")
+        assert {r.webhook_id for r in receiver.requests} == {webhook_id}
+        await shot(page, "job-webhooks")
+        assert page.errors == []
+    finally:
+        await fleet.close()
+        await receiver.close()
+
+
 async def test_every_dashboard_module_is_type_checked():
     """tox -e ts runs tsc --checkJs over them (clients/typescript/tsconfig.dashboard.json) against
     the protocol's generated types; a file without // @ts-check would be checked all the same,

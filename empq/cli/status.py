@@ -80,6 +80,14 @@ async def show(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         if value is not None and value != "":
             text = value if name == "status" else escape(str(value))
             out.print(f"[bold]{name:<9}[/] {text}")
+    for delivery in reply.webhook_deliveries or ():  # spec D21
+        answers = ", ".join(
+            str(a.status_code) if a.status_code is not None else (a.error or "?") for a in delivery.attempts
+        )
+        tried = f" after {len(delivery.attempts)} attempt(s): {answers}" if delivery.attempts else ""
+        out.print(
+            f"[bold]{'webhook':<9}[/] {escape(f'{delivery.event.value} {delivery.state.value}{tried}')}"
+        )
     if reply.result is not None:
         out.print("[bold]result[/]")
         out.print_json(json.dumps(data["result"]))

@@ -47,6 +47,8 @@ FLAGS = {
     "max_retries": "--max-retries",
     "metadata": "--metadata",
     "timeout_seconds": "--run-timeout",
+    "webhook_url": "--webhook-url",
+    "webhook_events": "--webhook-event",
 }
 """Which argument carries each field of ``submit_job`` (named when the model refuses it)."""
 
@@ -68,6 +70,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--run-timeout", type=float, metavar="S", help="longest the job may run once accepted")
     p.add_argument("--metadata", metavar="JSON", help="free-form data kept with the job (JSON, @file, -)")
+    p.add_argument("--webhook-url", metavar="URL", help="also POST the job's events there, signed")
+    p.add_argument(
+        "--webhook-event",
+        action="append",
+        metavar="EVENT",
+        help="an event for --webhook-url (repeat; default: completed, failed, cancelled, timeout)",
+    )
     p.add_argument(
         "--wait", action="store_true", help="follow the job (live progress) until it ends; print its result"
     )
@@ -113,6 +122,8 @@ def prepare(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         max_retries=args.max_retries,
         metadata=load_json(args.metadata, "--metadata"),
         timeout_seconds=args.run_timeout,
+        webhook_url=args.webhook_url,
+        webhook_events=args.webhook_event,
     )
     return send(args, message, client_settings(args))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from ..defs import permission
 from ..defs.base import BaseMessage
@@ -15,6 +15,22 @@ from ..defs.base import BaseMessage
 class ClientType(StrEnum):
     job_client = 'job_client'
     monitor = 'monitor'
+
+
+class Capabilities(BaseModel):
+    """
+    empq extension (D21): what the hub offers this client.
+    """
+
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    webhook_support: Annotated[
+        StrictBool | None,
+        Field(
+            description="The hub delivers this client's job events by webhook (submit_job.webhook_url): a signing secret is configured for its customer or the hub."
+        ),
+    ] = None
 
 
 class ClientRegistered(BaseMessage):
@@ -59,6 +75,10 @@ class ClientRegistered(BaseMessage):
             min_length=1,
             pattern='^[^\\u0000-\\u001f\\u007f]+$',
         ),
+    ] = None
+    capabilities: Annotated[
+        Capabilities | None,
+        Field(description='empq extension (D21): what the hub offers this client.'),
     ] = None
     timestamp: Annotated[
         StrictInt, Field(description='Unix time in milliseconds.', ge=0)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from ..defs import job_result, job_status
+from ..defs import job_result, job_status, webhook_delivery
 from ..defs.base import BaseMessage
 
 
@@ -81,6 +81,12 @@ class ResponseJobStatus(BaseMessage):
     result: job_result.JobResult | None = None
     error: Annotated[
         StrictStr | None, Field(description='Last error, for failed jobs.')
+    ] = None
+    webhook_deliveries: Annotated[
+        list[webhook_delivery.WebhookDelivery] | None,
+        Field(
+            description='empq extension (D21): for a job submitted with webhook_url, each event queued for it and the latest attempts.'
+        ),
     ] = None
     timestamp: Annotated[
         StrictInt, Field(description='Unix time in milliseconds.', ge=0)

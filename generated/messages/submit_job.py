@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from ..defs import requirements as requirements_1
+from ..defs import webhook_event
 from ..defs.base import BaseMessage
 
 
@@ -76,6 +77,22 @@ class SubmitJob(BaseMessage):
         Field(
             description="empq extension (D18): a client-chosen key that makes the submission safe to repeat. The hub applies a submit_job at most once per key and client identity within 24 hours: a repeat (e.g. after SERVICE_UNAVAILABLE or a lost connection) gets the first submission's job_accepted again (same job_id and position, notified_workers 0) and queues nothing.",
             max_length=128,
+            min_length=1,
+        ),
+    ] = None
+    webhook_url: Annotated[
+        StrictStr | None,
+        Field(
+            description="empq extension (D21): the job's events are also POSTed to this URL, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature). https only unless the hub allows http; a target resolving to a loopback, private, link-local or metadata address is refused (INVALID_PARAMETERS, details.field webhook_url) unless the hub allows private targets.",
+            max_length=2048,
+            min_length=1,
+            pattern='^[Hh][Tt][Tt][Pp][Ss]?://[^\\s]+$',
+        ),
+    ] = None
+    webhook_events: Annotated[
+        list[webhook_event.WebhookEvent] | None,
+        Field(
+            description='empq extension (D21): which events go to webhook_url (default: the final ones, completed, failed, cancelled and timeout). The body of each is the message the WebSocket carries for it (job_update, job_completed or job_cancelled).',
             min_length=1,
         ),
     ] = None

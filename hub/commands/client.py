@@ -19,6 +19,7 @@ from empq.hub.access import may_cancel, visible
 from empq.hub.commands.request import Handler, Request
 from empq.hub.session import Role
 from empq.hub.store import QueueFull, StoreError
+from empq.hub.webhooks import WebhookRefused
 
 from empq import protocol
 
@@ -54,7 +55,17 @@ async def submit_job(req: Request[SubmitJob]) -> None:
         )
         return
     try:
-        req.reply(await hub.jobs.submit(session, msg, customer_id))
+        webhook = await hub.webhooks.job_fields(msg, customer_id)
+    except WebhookRefused as refused:  # D21
+        value = msg.webhook_url if refused.field == "webhook_url" else None
+        req.refuse(
+            "INVALID_PARAMETERS",
+            f"{refused.field}: {refused.text}",
+            {"field": refused.field, "provided_value": value, "reason": refused.reason},
+        )
+        return
+    try:
+        req.reply(await hub.jobs.submit(session, msg, customer_id, webhook))
     except QueueFull as full:
         if full.per_customer:
             limit, whose = hub.config.max_queued_per_customer, f"customer {customer_id}'s"
@@ -96,6 +107,8 @@ async def request_job_status(req: Request[RequestJobStatus]) -> None:
     position = int(job.get("__position") or 0)
     if position:
         fields["position"] = position
+    if job.get("webhook_url"):  # D21: each delivery and its latest attempts
+        fields["webhook_deliveries"] = await req.hub.webhooks.deliveries(req.message.job_id)
     req.reply(protocol.make(ResponseJobStatus, **fields))
 
 

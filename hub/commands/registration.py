@@ -109,6 +109,9 @@ async def register_client(req: Request[RegisterClient]) -> None:
     }
     if session.customer_id:
         fields["customer_id"] = session.customer_id
+    if msg.capabilities and msg.capabilities.webhook_support is not None and session.role is Role.JOB_CLIENT:
+        # asked: does this hub deliver webhooks for this client's jobs (D21)?
+        fields["capabilities"] = {"webhook_support": hub.webhooks.supported(session.customer_id)}
     req.reply(protocol.make(ClientRegistered, **fields))
     log.info(
         "%s %s registered%s from %s",

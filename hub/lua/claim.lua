@@ -34,13 +34,16 @@ for _ = 1, tonumber(ARGV[4]) do
   -- routing (1-6: its customer, 3, and class, 6, say which queues it leaves), then what the
   -- worker gets (7-10)
   local f = redis.call('HMGET', job, 'origin', 'client_id', 'customer_id', 'job_type', 'priority', 'class',
-                       'payload', 'requirements', 'retry_count', 'max_retries')
+                       'payload', 'requirements', 'retry_count', 'max_retries', 'webhook_events')
   dequeue(prefix, f[6], f[3], best_id)
   redis.call('HSET', job, 'status', TO.claim, 'worker_id', ARGV[1], 'assigned_at', now,
              'claim_deadline', deadline)
   redis.call('ZADD', KEYS[1], deadline, best_id)
   redis.call('SADD', KEYS[3], best_id)
   count(KEYS[2], 'queued', TO.claim)
+  if f[11] then
+    webhook(job, best_id, 'assigned', now, {'previous', 'queued', 'worker_id', ARGV[1]}, f[11])
+  end
   record(prefix, best_id, 'claim', TO.claim, now, ARGV[1])
   table.insert(out, best_id)
   for k = 1, 10 do table.insert(out, f[k] or '') end

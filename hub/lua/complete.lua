@@ -3,8 +3,8 @@
 --       7 completions log (zset: job id -> completed at), 8 finished jobs (zset: job id -> final at)
 -- ARGV: 1 worker id, 2 now ms, 3 job id, 4 result json, 5 processing time seconds or '', 6 key prefix
 -- Returns: moved(previous, {processing time}) or {'ERR', code, status}
-local prev, started, assigned, class =
-  held(KEYS[1], ARGV[1], 'complete', 'started_at', 'assigned_at', 'class')
+local prev, started, assigned, class, wanted =
+  held(KEYS[1], ARGV[1], 'complete', 'started_at', 'assigned_at', 'class', 'webhook_events')
 if not prev then return started end  -- not held: the second value is the refusal
 local now = tonumber(ARGV[2])
 local ptime = ARGV[5]
@@ -22,5 +22,8 @@ redis.call('HINCRBY', KEYS[6], 'count', 1)
 redis.call('ZADD', KEYS[7], now, ARGV[3])
 redis.call('ZADD', KEYS[8], now, ARGV[3])
 ended(ARGV[6], class)
+if wanted then
+  webhook(KEYS[1], ARGV[3], 'completed', ARGV[2], {'previous', prev, 'worker_id', ARGV[1]}, wanted)
+end
 record(ARGV[6], ARGV[3], 'complete', TO.complete, now, ARGV[1])
 return moved(KEYS[1], prev, {ptime})

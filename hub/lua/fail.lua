@@ -6,8 +6,8 @@
 -- ARGV: 1 worker id, 2 now ms, 3 job id, 4 error, 5 retry allowed (1/0), 6 base ms, 7 cap ms,
 --       8 error details json or '', 9 key prefix
 -- Returns: moved(previous, {outcome 'retry'|'failed', delay ms, retry_count}) or {'ERR', code, status}
-local prev, retry_count, max_retries, class =
-  held(KEYS[1], ARGV[1], 'fail', 'retry_count', 'max_retries', 'class')
+local prev, retry_count, max_retries, class, wanted =
+  held(KEYS[1], ARGV[1], 'fail', 'retry_count', 'max_retries', 'class', 'webhook_events')
 if not prev then return retry_count end  -- not held: the second value is the refusal
 local now = tonumber(ARGV[2])
 local retries, max = tonumber(retry_count or '0'), tonumber(max_retries or '0')
@@ -33,4 +33,9 @@ else
   record(ARGV[9], ARGV[3], 'fail', TO.fail, now, ARGV[1], ARGV[4])
 end
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'error_details', ARGV[8]) end
+if outcome == 'failed' then
+  if wanted then
+    webhook(KEYS[1], ARGV[3], 'failed', ARGV[2], {'previous', prev, 'worker_id', ARGV[1]}, wanted)
+  end
+end
 return moved(KEYS[1], prev, {outcome, delay, retries})

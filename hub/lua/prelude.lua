@@ -36,7 +36,7 @@ local function held(job, worker, event, ...)
   if not s[1] then return nil, {'ERR', 'JOB_NOT_FOUND', ''} end
   if s[2] ~= worker then return nil, {'ERR', 'NOT_JOB_HOLDER', s[1]} end
   if not may(event, s[1]) then return nil, {'ERR', 'INVALID_STATE', s[1]} end
-  return s[1], s[3], s[4], s[5]
+  return s[1], s[3], s[4], s[5], s[6]
 end
 
 -- One job moves between states: the counts by status follow.
@@ -88,5 +88,47 @@ local function record(prefix, id, event, status, at, worker, note)
   local entry = event .. '\t' .. status .. '\t' .. at .. '\t' .. (worker or '') .. '\t' .. string.sub(note or '', 1, 500)
   if redis.call('RPUSH', key, entry) > HISTORY_MAX then
     redis.call('LTRIM', key, -HISTORY_MAX, -1)
+  end
+end
+
+-- Webhooks (spec D21). A job submitted with a webhook_url has webhook_url, webhook_events
+-- (comma-separated) and webhook_target (scheme://host:port) in its hash. A transition script reads
+-- webhook_events along with the fields it reads anyway and passes it as `wanted` (nil: no
+-- webhook, nothing more is done). When the job wants the event, the delivery is queued here, in
+-- the transition's atomic step: the delivery hash whd:<delivery id> (the event's facts, from which
+-- hub/job_messages.py builds the message: the job's fields below, then the script's `facts`
+-- pairs), its place in its target's queue whq:<target> (zset: delivery id -> due ms) and in the
+-- targets' index whq (zset: target -> earliest due), and a 'queued' entry in the job's delivery
+-- log whlog:<job id>. A progress delivery not attempted yet takes the newer progress instead (a
+-- receiver gets the latest). The prefix is the job key's: <prefix>:job:<id>.
+local WEBHOOK_LOG = 200  -- entries kept in a job's webhook log (the latest)
+
+local function webhook(job, id, event, now, facts, wanted)
+  if not wanted or not string.find(',' .. wanted .. ',', ',' .. event .. ',', 1, true) then return end
+  local copy = {'job_type', 'priority', 'customer_id', 'retry_count', 'error', 'cancelled_at', 'cancel_reason',
+                'processing_time', 'result'}
+  local w = redis.call('HMGET', job, 'webhook_url', 'webhook_target', 'webhook_progress')
+  local prefix = string.sub(job, 1, #job - #id - 5)
+  local did
+  if event == 'progress' and w[3] and redis.call('HGET', prefix .. ':whd:' .. w[3], 'attempt') == '0' then
+    did = w[3]
+  end
+  local fresh = did == nil
+  if fresh then did = id .. '.' .. redis.call('HINCRBY', job, 'webhook_seq', 1) end
+  local whd = prefix .. ':whd:' .. did
+  local copied = redis.call('HMGET', job, unpack(copy))
+  local fields = {'job_id', id, 'event', event, 'at', now, 'url', w[1], 'target', w[2], 'attempt', 0}
+  for k = 1, #copy do
+    if copied[k] then extend(fields, {copy[k], copied[k]}) end
+  end
+  redis.call('DEL', whd)
+  redis.call('HSET', whd, unpack(extend(fields, facts)))
+  if event == 'progress' then redis.call('HSET', job, 'webhook_progress', did) end
+  if fresh then
+    redis.call('ZADD', prefix .. ':whq:' .. w[2], now, did)
+    redis.call('ZADD', prefix .. ':whq', 'LT', now, w[2])
+    local log = prefix .. ':whlog:' .. id
+    redis.call('RPUSH', log, cjson.encode({id = did, event = event, at = tostring(now), outcome = 'queued'}))
+    redis.call('LTRIM', log, -WEBHOOK_LOG, -1)
   end
 end

@@ -11,7 +11,7 @@ local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local job = ARGV[3] .. ':job:' .. id
   local s = redis.call('HMGET', job, 'status', 'worker_id', 'score', 'class', 'retry_count', 'max_retries',
-                       'customer_id')
+                       'customer_id', 'webhook_events')
   if s[2] == ARGV[1] and may('release', s[1]) then
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', KEYS[3], id)
@@ -33,6 +33,9 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       redis.call('ZADD', KEYS[5], ARGV[2], id)
       redis.call('ZADD', KEYS[6], ARGV[2], id)
       ended(ARGV[3], s[4])
+      if s[8] then
+        webhook(job, id, 'failed', ARGV[2], {'previous', s[1], 'worker_id', ARGV[1], 'cause', 'lost'}, s[8])
+      end
     end
     local to = event == 'release' and TO.release or TO.lost
     count(KEYS[4], s[1], to)

@@ -39,13 +39,14 @@ end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)) do
   redis.call('ZREM', KEYS[2], id)
   local job = prefix .. ':job:' .. id
-  local s = redis.call('HMGET', job, 'status', 'worker_id', 'class')
+  local s = redis.call('HMGET', job, 'status', 'worker_id', 'class', 'webhook_events')
   if may('time_limit', s[1]) then
     ended(prefix, s[3])
     redis.call('HSET', job, 'status', TO.time_limit, 'completed_at', now, 'error', 'job exceeded its time limit')
     redis.call('SREM', prefix .. ':wjobs:' .. s[2], id)
     count(KEYS[4], s[1], TO.time_limit)
     redis.call('ZADD', KEYS[7], now, id)
+    if s[4] then webhook(job, id, 'timeout', now, {'previous', s[1], 'worker_id', s[2]}, s[4]) end
     record(prefix, id, 'time_limit', TO.time_limit, now, s[2])
     emit('time_limit', id, s[2], s[1], job)
   end

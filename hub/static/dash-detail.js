@@ -1,7 +1,8 @@
 // @ts-check
 // A job in full: why it failed first, then what it is, its timeline (every transition with its
-// time and worker, recorded in Redis by the scripts), payload, requirements, result; copyable as
-// JSON; retry and cancel for monitors with manage_jobs (the hub checks again).
+// time and worker, recorded in Redis by the scripts), its webhook deliveries and their attempts
+// (D21), payload, requirements, result; copyable as JSON; retry and cancel for monitors with
+// manage_jobs (the hub checks again).
 
 import {
   $, CANCELLABLE, RETRYABLE, api, badge, dateTime, duration, explain, h, shortId, text, toast,
@@ -9,6 +10,9 @@ import {
 
 /** @typedef {import("./dash-util.js").JobDetail} JobDetail */
 /** @typedef {import("./dash-util.js").TimelineStep} TimelineStep */
+/** @typedef {import("./dash-util.js").WebhookDelivery} WebhookDelivery */
+
+const WEBHOOK_UNSETTLED = ["pending", "retrying"];
 
 /** What each timeline event means, said for an operator. @type {Record<string, (s: TimelineStep) => string>} */
 const SAID = {
@@ -42,6 +46,7 @@ export class Detail {
     /** @type {JobDetail | null} */
     this.job = null;
     this.timer = 0;
+    this.webhookTimer = 0;
   }
 
   /** @param {string} jobId */
@@ -59,6 +64,7 @@ export class Detail {
   }
 
   hide() {
+    clearTimeout(this.webhookTimer);
     this.jobId = null;
     this.job = null;
     this.box.hidden = true;
@@ -115,10 +121,25 @@ export class Detail {
     parts.push(h("dl", { className: "facts" }, ...facts.filter(([, v]) => v != null && v !== "")
       .flatMap(([k, v]) => [h("dt", null, k), h("dd", null, text(v))])));
     parts.push(h("h3", null, "Timeline"), this.timeline(job.timeline));
+    if (job.webhook_target) parts.push(h("h3", null, "Webhook deliveries"), webhooks(job));
     for (const [name, value] of /** @type {[string, unknown][]} */ ([["Payload", job.payload], ["Requirements", job.requirements], ["Result", job.result], ["Metadata", job.metadata]])) {
       if (value != null) parts.push(h("details", { open: name !== "Metadata" }, h("summary", null, name), h("pre", null, JSON.stringify(value, null, 2))));
     }
     this.box.replaceChildren(...parts.filter((p) => p != null));
+    this.watchWebhooks(job);
+  }
+
+  /**
+   * Attempts are not job events (nothing live says one was made): while a delivery is pending or
+   * retrying, read the job again soon after its next attempt is due (1 to 30 s).
+   * @param {JobDetail} job
+   */
+  watchWebhooks(job) {
+    clearTimeout(this.webhookTimer);
+    const open = (job.webhook_deliveries || []).filter((d) => WEBHOOK_UNSETTLED.includes(d.state));
+    if (!open.length) return;
+    const due = Math.min(...open.map((d) => (d.next_attempt_at ? d.next_attempt_at - Date.now() + 1000 : 1000)));
+    this.webhookTimer = setTimeout(() => { if (this.jobId === job.job_id) this.open(job.job_id); }, Math.min(30000, Math.max(1000, due)));
   }
 
   /** @param {TimelineStep[]} steps */
@@ -175,6 +196,38 @@ export class Detail {
       toast(explain(e), "bad");
     }
   }
+}
+
+/**
+ * Where the job's webhooks go (scheme://host:port), the events it wants, then each delivery: its
+ * event, state and webhook-id, when the next attempt is due, and every attempt (time, status code,
+ * how long, error). The error may quote the receiver's reason phrase: text, like everything else.
+ * @param {JobDetail} job
+ */
+function webhooks(job) {
+  const deliveries = job.webhook_deliveries || [];
+  const head = h("p", { id: "webhook-target", className: "muted" }, "To ", h("code", null, text(job.webhook_target)),
+    " · events: " + (job.webhook_events || []).join(", "));
+  if (!deliveries.length) return h("div", { className: "webhooks" }, head, h("p", { id: "webhooks", className: "muted" }, "No event sent yet"));
+  return h("div", { className: "webhooks" }, head, h("ol", { id: "webhooks" }, ...deliveries.map(delivery)));
+}
+
+/** @param {WebhookDelivery} d */
+function delivery(d) {
+  const next = d.next_attempt_at ? h("span", { className: "muted", title: dateTime(d.next_attempt_at) }, "next attempt " + dateTime(d.next_attempt_at).slice(11)) : null;
+  const attempts = d.attempts.length
+    ? h("table", { className: "attempts" },
+      h("thead", null, h("tr", null, ...["#", "At", "Status", "Took", "Error"].map((c) => h("th", null, c)))),
+      h("tbody", null, ...d.attempts.map((a) => h("tr", { dataset: { attempt: a.attempt, status: a.status_code == null ? "" : a.status_code } },
+        h("td", { className: "num" }, a.attempt),
+        h("td", { title: dateTime(a.at) }, dateTime(a.at).slice(11)),
+        h("td", { className: a.status_code != null && a.status_code < 300 ? "ok-line" : "error-line" }, a.status_code == null ? "no answer" : a.status_code),
+        h("td", { className: "num" }, duration(a.duration_ms)),
+        h("td", { className: "error-line" }, text(a.error))))))
+    : h("p", { className: "muted" }, "Not attempted yet" + (d.queued_at ? " (queued " + dateTime(d.queued_at).slice(11) + ")" : ""));
+  return h("li", { dataset: { webhookId: d.webhook_id, event: d.event, state: d.state } },
+    h("div", { className: "webhook-head" }, h("strong", null, text(d.event)), badge(d.state), h("code", { className: "muted" }, text(d.webhook_id)), next),
+    attempts);
 }
 
 /** @param {string} label @param {string} jobId @param {string} id */

@@ -11,6 +11,8 @@
 /** @typedef {import("../../clients/typescript/src/generated/protocol").Stats} Stats */
 /** @typedef {import("../../clients/typescript/src/generated/protocol").Alert} Alert */
 /** @typedef {import("../../clients/typescript/src/generated/protocol").Permission} Permission */
+/** @typedef {import("../../clients/typescript/src/generated/protocol").WebhookEvent} WebhookEvent */
+/** @typedef {import("../../clients/typescript/src/generated/protocol").WebhookDelivery} WebhookDelivery */
 
 /**
  * A row of GET /api/jobs (JobSummary in spec/openapi.json).
@@ -24,7 +26,8 @@
  * @typedef {JobSummary & {max_retries: number, client_id: string, payload?: unknown, requirements?: object,
  *   metadata?: object, result?: unknown, error_details?: unknown, assigned_at?: number, cancelled_at?: number,
  *   retry_at?: number, cancel_reason?: string, processing_time?: number, timeout_seconds?: number,
- *   position?: number, timeline: TimelineStep[]}} JobDetail
+ *   position?: number, timeline: TimelineStep[], webhook_target?: string, webhook_events?: WebhookEvent[],
+ *   webhook_deliveries?: WebhookDelivery[]}} JobDetail
  * @typedef {{jobs: JobSummary[], next_cursor: string | null}} JobPage
  */
 

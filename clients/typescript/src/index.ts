@@ -48,3 +48,12 @@ export {
 } from "./errors.js";
 export type { SocketOptions, WebSocketConstructor, WebSocketLike } from "./transport.js";
 export { ChunkError, Reassembler, splitIntoChunks, type Assembled } from "./chunks.js";
+export {
+  WEBHOOK_TOLERANCE_SECONDS,
+  WebhookVerificationError,
+  signWebhook,
+  verifyWebhook,
+  webhookSecretKey,
+  type WebhookMessage,
+  type WebhookHeaders,
+} from "./webhooks.js";

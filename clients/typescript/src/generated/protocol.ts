@@ -143,6 +143,16 @@ export type ClientRegistered = BaseMessage & {
    * Customer the client is bound to, if any.
    */
   customer_id?: string;
+  /**
+   * empq extension (D21): what the hub offers this client.
+   */
+  capabilities?: {
+    /**
+     * The hub delivers this client's job events by webhook (submit_job.webhook_url): a signing secret is configured for its customer or the hub.
+     */
+    webhook_support?: boolean;
+    [k: string]: unknown;
+  };
   [k: string]: unknown;
 };
 /**
@@ -807,8 +817,16 @@ export type ResponseJobStatus = BaseMessage & {
    * Last error, for failed jobs.
    */
   error?: string;
+  /**
+   * empq extension (D21): for a job submitted with webhook_url, each event queued for it and the latest attempts.
+   */
+  webhook_deliveries?: WebhookDelivery[];
   [k: string]: unknown;
 };
+/**
+ * empq extension (D21): a job event a webhook is sent for, named after the state the job reached: assigned (claimed by a worker), accepted (the worker confirmed), progress (each progress report), completed, failed (for good), cancelled, timeout.
+ */
+export type WebhookEvent = "accepted" | "assigned" | "progress" | "completed" | "failed" | "cancelled" | "timeout";
 /**
  * The hub is going away (shutdown, maintenance); reconnect after reconnect_after.
  */
@@ -939,6 +957,16 @@ export type SubmitJob = BaseMessage & {
    * empq extension (D18): a client-chosen key that makes the submission safe to repeat. The hub applies a submit_job at most once per key and client identity within 24 hours: a repeat (e.g. after SERVICE_UNAVAILABLE or a lost connection) gets the first submission's job_accepted again (same job_id and position, notified_workers 0) and queues nothing.
    */
   idempotency_key?: string;
+  /**
+   * empq extension (D21): the job's events are also POSTed to this URL, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature). https only unless the hub allows http; a target resolving to a loopback, private, link-local or metadata address is refused (INVALID_PARAMETERS, details.field webhook_url) unless the hub allows private targets.
+   */
+  webhook_url?: string;
+  /**
+   * empq extension (D21): which events go to webhook_url (default: the final ones, completed, failed, cancelled and timeout). The body of each is the message the WebSocket carries for it (job_update, job_completed or job_cancelled).
+   *
+   * @minItems 1
+   */
+  webhook_events?: [WebhookEvent, ...WebhookEvent[]];
   [k: string]: unknown;
 };
 /**
@@ -1581,6 +1609,62 @@ export interface Hardware {
   [k: string]: unknown;
 }
 /**
+ * empq extension (D21): one job event sent by webhook, and its attempts (the latest ones; response bodies are never kept).
+ */
+export interface WebhookDelivery {
+  /**
+   * The webhook-id header: the same on every attempt of this event, for de-duplication.
+   */
+  webhook_id: string;
+  event: WebhookEvent;
+  /**
+   * pending: queued, not attempted yet; retrying: an attempt failed, another is scheduled (next_attempt_at); delivered: the receiver answered 2xx; failed: stopped (the receiver answered a 3xx or a 4xx other than 429, or the target was refused); expired: still failing when the retry period ended.
+   *
+   * This interface was referenced by `WebhookDelivery`'s JSON-Schema
+   * via the `definition` "WebhookDeliveryState".
+   */
+  state: "pending" | "retrying" | "delivered" | "failed" | "expired";
+  /**
+   * Unix time in milliseconds.
+   */
+  queued_at?: number;
+  /**
+   * Unix time in milliseconds.
+   */
+  next_attempt_at?: number;
+  attempts: WebhookAttempt[];
+  [k: string]: unknown;
+}
+/**
+ * One HTTP POST of a delivery.
+ *
+ * This interface was referenced by `WebhookDelivery`'s JSON-Schema
+ * via the `definition` "WebhookAttempt".
+ */
+export interface WebhookAttempt {
+  /**
+   * 1 for the first attempt.
+   */
+  attempt: number;
+  /**
+   * Unix time in milliseconds.
+   */
+  at: number;
+  /**
+   * The receiver's HTTP status, when it answered.
+   */
+  status_code?: number;
+  /**
+   * Why the attempt failed (timeout, connection refused, HTTP 500, ...).
+   */
+  error?: string;
+  /**
+   * How long the attempt took.
+   */
+  duration_ms?: number;
+  [k: string]: unknown;
+}
+/**
  * Stats sections; only requested sections are present.
  */
 export interface Stats {
@@ -1761,5 +1845,15 @@ export interface JobSubmission {
    * empq extension (D18): a client-chosen key that makes the submission safe to repeat. The hub applies a submit_job at most once per key and client identity within 24 hours: a repeat (e.g. after SERVICE_UNAVAILABLE or a lost connection) gets the first submission's job_accepted again (same job_id and position, notified_workers 0) and queues nothing.
    */
   idempotency_key?: string;
+  /**
+   * empq extension (D21): the job's events are also POSTed to this URL, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature). https only unless the hub allows http; a target resolving to a loopback, private, link-local or metadata address is refused (INVALID_PARAMETERS, details.field webhook_url) unless the hub allows private targets.
+   */
+  webhook_url?: string;
+  /**
+   * empq extension (D21): which events go to webhook_url (default: the final ones, completed, failed, cancelled and timeout). The body of each is the message the WebSocket carries for it (job_update, job_completed or job_cancelled).
+   *
+   * @minItems 1
+   */
+  webhook_events?: [WebhookEvent, ...WebhookEvent[]];
   [k: string]: unknown;
 }
