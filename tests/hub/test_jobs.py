@@ -144,9 +144,13 @@ async def test_a_final_message_reaches_a_connection_once_when_event_and_reread_r
     hub.core.subs.await_final(job_id, client.conn_id)  # the re-read races the event...
     await hub.core.jobs.resync_finals("test")  # ...and finds it final: not sent twice
     assert len(client.of("job_completed")) == 1
-    # a client that asks again (subscribe_job on a final job) gets it, by asking
+    # subscribing again on this connection does not send it a second time (D14: once per
+    # connection); another connection subscribing gets it
     await client.request("subscribe_job", job_id=job_id)
-    assert len(client.of("job_completed")) == 2
+    assert len(client.of("job_completed")) == 1
+    other = await hub.client(client_id=client.registered["client_id"])  # the same client, reconnected
+    await other.request("subscribe_job", job_id=job_id)
+    assert len(other.of("job_completed")) == 1
 
 
 # --- the reference's Complete Job Processing Flow, and the other ends of a job ------------------------
