@@ -8,10 +8,14 @@ import ssl
 import subprocess
 
 import pytest
+from conftest import TRANSPORTS
 from peer_steps import claim_eventually, now_ms, status_of, still_works, submit
 from websockets.asyncio.client import connect
 
 from empq import protocol
+
+# every test here runs on both WebSocket I/O layers (--transport websockets | picows)
+pytestmark = pytest.mark.parametrize("transport", TRANSPORTS)
 
 # --- frame size limit (D1) ----------------------------------------------------------------------
 
@@ -105,12 +109,12 @@ def certificate(tmp_path):
     return cert, key
 
 
-async def test_hub_serves_wss(redis_url, certificate):
+async def test_hub_serves_wss(redis_url, certificate, transport):
     from conftest import hub_config
     from empq.hub.server import HubServer
 
     cert, key = certificate
-    server = HubServer(hub_config(redis_url, tls_cert=str(cert), tls_key=str(key)))
+    server = HubServer(hub_config(redis_url, tls_cert=str(cert), tls_key=str(key), transport=transport))
     await server.start()
     try:
         context = ssl.create_default_context(cafile=str(cert))
