@@ -1,7 +1,7 @@
 """Instructions per job, counted by valgrind (callgrind): a figure that repeats on a noisy machine.
 
     python -m bench.instructions [--jobs 200] [--warmup 40] [--progress-steps 1] [--only empq,null]
-        [--json out.json]
+        [--transport websockets,picows] [--json out.json]
 
 Wall-clock and CPU-time figures swing ±20 % here (two cores shared with everything else);
 instruction counts do not: the same code on the same inputs executes the same instructions,
@@ -124,9 +124,11 @@ def wait_listening(port: int, procs: list[Counted], timeout: float = START_TIMEO
     raise RuntimeError(f"nothing listening on {port} after {timeout:.0f} s")
 
 
-def measure(kind: str, cfg: LoadConfig, warmup: int, out: Path) -> dict[str, Any]:
+def measure(
+    kind: str, cfg: LoadConfig, warmup: int, out: Path, transport: str = "websockets"
+) -> dict[str, Any]:
     """Instructions of each process of ``kind`` (empq: hub and redis-server; null: the null hub)
-    over ``cfg.jobs`` jobs, after ``warmup`` jobs."""
+    over ``cfg.jobs`` jobs, after ``warmup`` jobs; the empq hub on the I/O layer ``transport``."""
     port = free_port()
     procs: list[Counted] = []
     try:
@@ -159,6 +161,8 @@ def measure(kind: str, cfg: LoadConfig, warmup: int, out: Path) -> dict[str, Any
                 "-1",
                 "--log-level",
                 "warning",
+                "--transport",
+                transport,
             )
             procs.append(Counted("hub", [shutil.which(hub_argv[0]) or hub_argv[0], *hub_argv[1:]], out))
         else:
@@ -179,19 +183,21 @@ def measure(kind: str, cfg: LoadConfig, warmup: int, out: Path) -> dict[str, Any
             p.stop()
     done = result["completed"]
     per_job = {name: round(n / done) for name, n in counts.items()} if done else {}
-    return {"kind": kind, "completed": done, "instructions": counts, "per_job": per_job, "run": result}
+    label = f"empq/{transport}" if kind == "empq" else kind
+    return {"kind": label, "completed": done, "instructions": counts, "per_job": per_job, "run": result}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'':16}{'completed':>10}{'instructions per job (by process)':>48}"]
+    lines = [f"{'':20}{'completed':>10}{'instructions per job (by process)':>48}"]
     for r in rows:
         parts = " + ".join(f"{n:,} {name}" for name, n in r["per_job"].items())
         total = sum(r["per_job"].values())
-        lines.append(f"{r['kind']:16}{r['completed']:>10}   {parts} = {total:,}")
-    if len(rows) == 2 and all(r["per_job"] for r in rows):
-        a, b = (rows[0]["per_job"].get("hub"), rows[1]["per_job"].get("null"))
-        if a and b:
-            lines.append(f"empq hub ÷ null hub: {a / b:.2f}")
+        lines.append(f"{r['kind']:20}{r['completed']:>10}   {parts} = {total:,}")
+    null = next((r["per_job"].get("null") for r in rows if r["per_job"].get("null")), None)
+    for r in rows:
+        hub = r["per_job"].get("hub")
+        if hub and null:
+            lines.append(f"{r['kind']} hub ÷ null hub: {hub / null:.2f}")
     return "\n".join(lines)
 
 
@@ -204,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--in-flight", type=int, default=16)
     p.add_argument("--progress-steps", type=int, default=1, help="update_job_progress per job (default 1)")
     p.add_argument("--only", default="empq,null", help="comma list of empq,null")
+    p.add_argument(
+        "--transport", default="websockets",
+        help="the empq hub's I/O layer(s), comma list of websockets,picows: one empq row each (A/B)",
+    )  # fmt: skip
     p.add_argument("--keep", type=Path, help="keep the callgrind files here (for callgrind_annotate)")
     p.add_argument("--json", type=Path, dest="json_out")
     args = p.parse_args(argv)
@@ -224,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         out = args.keep or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         for kind in args.only.split(","):
-            print(f"… {kind} under callgrind", flush=True)
-            rows.append(measure(kind.strip(), cfg, args.warmup, out))
+            for transport in args.transport.split(",") if kind.strip() == "empq" else ["-"]:
+                print(f"… {kind} {transport} under callgrind", flush=True)
+                rows.append(measure(kind.strip(), cfg, args.warmup, out, transport.strip()))
     print(
         f"{args.jobs} jobs counted after {args.warmup} ({args.workers} workers, {args.clients} clients, "
         f"{args.in_flight} in flight, {args.progress_steps} progress update(s) per job)"
