@@ -66,6 +66,8 @@ class AiConfig:
     driver_procs: int = 2
     p99_ms: float = 50.0
     seed: int = 19
+    idle_claim_s: float = IDLE_CLAIM_S  # an idle worker's claim timer (0: only on job_available)
+    heartbeats: bool = True  # workers heartbeat at the hub's interval
 
     def check(self) -> None:
         if min(self.workers, self.clients, self.driver_procs) < 1 or self.monitors < 0:
@@ -101,9 +103,10 @@ async def connect(url: str, factory: Any, tries: int = 5) -> tuple[WSTransport, 
 class WorkerConn(WSListener):
     """One worker: claims on job_available (or every IDLE_CLAIM_S), runs each job it is given."""
 
-    def __init__(self, worker_id: str, stats: Counter[str]) -> None:
+    def __init__(self, worker_id: str, stats: Counter[str], cfg: AiConfig) -> None:
         super().__init__()
         self.worker_id = worker_id
+        self.cfg = cfg
         self.stats = stats
         self.t: WSTransport | None = None
         self.registered = asyncio.get_running_loop().create_future()
@@ -195,15 +198,16 @@ class WorkerConn(WSListener):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), rng.uniform(0.5, 1.5))
             now = time.monotonic()
-            if now >= next_beat:
+            if now >= next_beat and self.cfg.heartbeats:
                 next_beat = now + self.heartbeat_s
                 status = "busy" if self.busy else "idle"
                 self.send("worker_heartbeat", worker_id=self.worker_id, status=status)
-            if not self.busy and not self.claiming and now - self.last_claim >= IDLE_CLAIM_S:
+            idle_claim = self.cfg.idle_claim_s
+            if idle_claim and not self.busy and not self.claiming and now - self.last_claim >= idle_claim:
                 self.claim()
 
 
-async def worker_process_main(url: str, ids: list[str], conn: Any) -> None:
+async def worker_process_main(url: str, ids: list[str], cfg: AiConfig, conn: Any) -> None:
     stats: Counter[str] = Counter()
     stop = asyncio.Event()
     workers: list[WorkerConn] = []
@@ -211,7 +215,7 @@ async def worker_process_main(url: str, ids: list[str], conn: Any) -> None:
 
     async def one(worker_id: str) -> None:
         async with sem:
-            transport, listener = await connect(url, lambda: WorkerConn(worker_id, stats))
+            transport, listener = await connect(url, lambda: WorkerConn(worker_id, stats, cfg))
             listener.send(
                 "register_worker",
                 id=f"{worker_id}-reg",
@@ -245,14 +249,14 @@ async def worker_process_main(url: str, ids: list[str], conn: Any) -> None:
     conn.send({"stats": dict(stats), "cpu_s": time.process_time()})
 
 
-def worker_process(url: str, ids: list[str], conn: Any) -> None:
+def worker_process(url: str, ids: list[str], cfg: AiConfig, conn: Any) -> None:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(worker_process_main(url, ids, conn))
+    asyncio.run(worker_process_main(url, ids, cfg, conn))
 
 
 # -- monitors and clients (this process) -----------------------------------------------------------
@@ -427,9 +431,17 @@ async def run_rate(
 
 
 async def run_aiload(
-    url: str, cfg: AiConfig, label: str, hub_pid: int | None = None, redis_pid: int | None = None
+    url: str,
+    cfg: AiConfig,
+    label: str,
+    hub_pid: int | None = None,
+    redis_pid: int | None = None,
+    hooks: Any = None,
 ) -> dict[str, Any]:
-    """Connect the workers, monitors and clients to ``url``; run every rate; the figures."""
+    """Connect the workers, monitors and clients to ``url``; run every rate; the figures.
+
+    ``hooks`` (bench.instructions): ``warmup_s`` of jobs at the first rate are run first, then
+    ``hooks.ready()``; ``hooks.rounds_done()`` after the rates, before the baseline run."""
     cfg.check()
     tag = f"ai{os.getpid() % 10000}-{int(time.time()) % 100000}"
     ctx = multiprocessing.get_context("spawn")
@@ -437,7 +449,8 @@ async def run_aiload(
     procs, pipes = [], []
     for k in range(cfg.driver_procs):
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=worker_process, args=(url, ids[k :: cfg.driver_procs], child), daemon=True)
+        mine = ids[k :: cfg.driver_procs]
+        p = ctx.Process(target=worker_process, args=(url, mine, cfg, child), daemon=True)
         p.start()
         procs.append(p)
         pipes.append(parent)
@@ -474,12 +487,19 @@ async def run_aiload(
         pids: dict[str, Any] = {"hub": hub_pid, "redis": redis_pid}
         pids.update({f"driver-{k}": p.pid for k, p in enumerate(procs)})
         rng = random.Random(cfg.seed)
+        if hooks is not None:
+            warm = AiConfig(**{**asdict(cfg), "seconds": hooks.warmup_s})
+            await run_rate(clients, cfg.rates[0], cfg.steps, warm, rng, {})
+            stats["monitor_frames"] = 0
+            await asyncio.to_thread(hooks.ready)
         for rate in cfg.rates:
             row = await run_rate(clients, rate, cfg.steps, cfg, rng, pids)
             row["monitor_frames"] = stats["monitor_frames"]
             stats["monitor_frames"] = 0
             print(round_line(label, row), flush=True)
             result["rounds"].append(row)
+        if hooks is not None:
+            await asyncio.to_thread(hooks.rounds_done)
         if cfg.baseline_rate and cfg.steps:
             row = await run_rate(clients, cfg.baseline_rate, 0, cfg, rng, pids)
             row["monitor_frames"] = stats["monitor_frames"]
