@@ -18,6 +18,9 @@ class HubConfig:
     transport: str = "websockets"  # the WebSocket I/O layer: websockets | picows (pip install empq[fast])
     processes: int = 1  # hub processes sharing the port (SO_REUSEPORT) under one supervisor
     reuse_port: bool = False  # listen with SO_REUSEPORT (set for the processes --processes starts)
+    # of a job's progress updates that arrive in the same event-loop tick, only the latest is
+    # written to Redis and fanned out (each is still acknowledged); off: each one is
+    coalesce_progress: bool = True
     redis_url: str | None = None  # None: start an embedded redis-server (see hub/redis_url.py)
     # WAIT after each batch of Redis calls: a call is answered once this many replicas have its
     # writes (0: asynchronous replication, the default; see README "Redis Sentinel")
@@ -129,6 +132,8 @@ HELP: dict[str, str] = {
     "processes": "hub processes sharing ws_port (SO_REUSEPORT, Linux) under one supervisor that restarts "
     "a dead one; only the first serves the HTTP API",
     "reuse_port": "listen on ws_port with SO_REUSEPORT, so several hubs share it (--processes sets it)",
+    "coalesce_progress": "of a job's progress updates arriving in the same event-loop tick, write and fan "
+    "out only the latest (each is still acknowledged; final messages are never coalesced)",
     "redis_url": "Redis URL: redis://, rediss:// (TLS), unix://, redis+sentinel://host:26379/name "
     "(README: Redis deployments); none: an embedded redis-server in data_dir",
     "redis_wait_replicas": "answer a call once this many replicas have its writes (Redis WAIT); "

@@ -24,8 +24,18 @@ from empq.generated.messages.job_update import JobUpdate
 from empq.generated.messages.submit_job import SubmitJob
 from empq.hub import lifecycle as states
 from empq.hub.matching import JobClass
+from empq.hub.progress import Pending, ProgressWriter
 from empq.hub.session import Session
-from empq.hub.store import AlreadySubmitted, ClaimedJob, Completed, Failed, JobEvent, Routing, StoreError
+from empq.hub.store import (
+    AlreadySubmitted,
+    ClaimedJob,
+    Completed,
+    Failed,
+    JobEvent,
+    Moved,
+    Routing,
+    StoreError,
+)
 from pydantic import BaseModel
 
 from empq import protocol
@@ -91,6 +101,7 @@ class Seconds(float):
 class JobManager:
     def __init__(self, hub: HubCore) -> None:
         self.hub = hub
+        self.progress_writer = ProgressWriter(hub, self._progress_written, hub.config.coalesce_progress)
 
     async def status(self, job_id: str) -> dict[str, str] | None:
         """The job's hash with its live queue position (``__position``); None if unknown."""
@@ -208,20 +219,29 @@ class JobManager:
         self.hub.fanout.publish(job_id, moved.routing, update, states.ACCEPTED)
 
     async def progress(self, worker_id: str, job_id: str, progress: float, fields: dict[str, Any]) -> None:
+        """Written with the other updates of this tick (``progress.py``: the latest per job)."""
         try:
-            moved = await self.hub.store.progress(worker_id, job_id, progress, fields)
+            await self.progress_writer.update(worker_id, job_id, progress, fields)
         except StoreError as refused:
             self._not_held(worker_id, job_id, refused)
             raise
+
+    def _progress_written(self, entry: Pending, moved: Moved) -> None:
         update = job_update(
-            job_id, states.IN_PROGRESS, moved.previous, worker_id=worker_id, progress=progress, **fields
+            entry.job_id,
+            states.IN_PROGRESS,
+            moved.previous,
+            worker_id=entry.worker_id,
+            progress=entry.progress,
+            **entry.latest,
         )
-        self.hub.fanout.publish(job_id, moved.routing, update, states.IN_PROGRESS)
+        self.hub.fanout.publish(entry.job_id, moved.routing, update, states.IN_PROGRESS)
 
     async def complete(
         self, worker_id: str, job_id: str, result: dict[str, Any], processing_time: float | None
     ) -> Completed:
         hub = self.hub
+        self.progress_writer.seal(worker_id, job_id)  # after this job's updates of this tick
         try:
             done = await hub.store.complete(worker_id, job_id, orjson.dumps(result), processing_time)
         except StoreError as refused:
@@ -247,6 +267,7 @@ class JobManager:
         self, worker_id: str, job_id: str, error: str, retry: bool, details: dict[str, Any] | None
     ) -> Failed:
         hub, config = self.hub, self.hub.config
+        self.progress_writer.seal(worker_id, job_id)  # after this job's updates of this tick
         try:
             failed = await hub.store.fail(
                 worker_id,
@@ -298,6 +319,7 @@ class JobManager:
     async def cancel(self, job_id: str, reason: str, by: str | None = None) -> JobCancelled:
         """Cancel wherever the job is; the worker holding it is told to stop (D13)."""
         hub = self.hub
+        self.progress_writer.seal()  # after the updates of this tick (the job's, if any)
         cancelled = await hub.store.cancel(job_id, reason)
         fields = {"job_id": job_id, "status": states.CANCELLED, "cancelled_at": now_ms(), "reason": reason}
         message = protocol.make(JobCancelled, **fields)

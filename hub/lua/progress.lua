@@ -1,13 +1,25 @@
--- Progress from the worker holding a job (lifecycle: progress).
--- KEYS: 1 job hash, 2 claim deadlines, 3 counts
--- ARGV: 1 worker id, 2 now ms, 3 job id, 4 progress, 5.. extra field/value pairs (message, ...)
--- Returns: moved(previous) or {'ERR', code, status}
-local prev, started = held(KEYS[1], ARGV[1], 'progress', 'started_at')
-if not prev then return started end  -- not held: the second value is the refusal
-redis.call('HSET', KEYS[1], 'status', TO.progress, 'progress', ARGV[4], unpack(ARGV, 5))
-if prev ~= TO.progress then
-  if prev == 'assigned' then redis.call('ZREM', KEYS[2], ARGV[3]) end
-  if not started then redis.call('HSET', KEYS[1], 'started_at', ARGV[2]) end
-  count(KEYS[3], prev, TO.progress)
+-- Progress from the workers holding jobs (lifecycle: progress): the updates of one tick, any
+-- number of jobs (hub/progress.py), each checked and written as if it came alone.
+-- KEYS: 1 claim deadlines, 2 counts, 3.. the job hashes, one per update
+-- ARGV: 1 now ms, then per update: worker id, job id, progress, n, then n values (field/value
+--       pairs: message, ...)
+-- Returns: per update, moved(previous) or {'ERR', code, status}
+local out = {}
+local a = 2
+for k = 3, #KEYS do
+  local job, worker, id, n = KEYS[k], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 3])
+  local prev, started = held(job, worker, 'progress', 'started_at')
+  if not prev then
+    out[k - 2] = started  -- not held: the second value is the refusal
+  else
+    redis.call('HSET', job, 'status', TO.progress, 'progress', ARGV[a + 2], unpack(ARGV, a + 4, a + 3 + n))
+    if prev ~= TO.progress then
+      if prev == 'assigned' then redis.call('ZREM', KEYS[1], id) end
+      if not started then redis.call('HSET', job, 'started_at', ARGV[1]) end
+      count(KEYS[2], prev, TO.progress)
+    end
+    out[k - 2] = moved(job, prev)
+  end
+  a = a + 4 + n
 end
-return moved(KEYS[1], prev)
+return out

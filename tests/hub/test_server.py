@@ -81,15 +81,18 @@ async def test_a_workers_frames_sent_back_to_back_keep_their_order(start_hub):
     assert order == ["a", *(f"p{p}" for p in range(10, 100, 10)), "c"]
     assigned = await worker.expect(("job_assigned", "ack", "error"), request_id="next")
     assert (assigned["type"], assigned["job_id"]) == ("job_assigned", second)  # the slot was free
-    seen = []
+    seen, progress = [], []
     while True:
         frame = await client.expect(("job_update", "job_completed"), job_id=first)
         seen.append(frame["status"] if frame["type"] == "job_update" else "completed")
         if frame["type"] == "job_completed":
             break
         if frame["status"] == "in_progress":
-            seen[-1] = f"in_progress:{frame['progress']:g}"
-    assert seen == ["assigned", "accepted", *(f"in_progress:{p}" for p in range(10, 100, 10)), "completed"]
+            progress.append(frame["progress"])
+    # updates that arrived in the same tick are coalesced (the latest written and fanned out):
+    # the client sees some of them, in order, always the last, and the final message after them
+    assert seen == ["assigned", "accepted", *["in_progress"] * len(progress), "completed"]
+    assert progress == sorted(set(progress)) and progress[-1] == 90
 
 
 # --- wss:// with --tls-cert/--tls-key -------------------------------------------------------------
