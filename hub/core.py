@@ -23,6 +23,7 @@ import itertools
 import logging
 import time
 import uuid
+from collections.abc import Collection
 from typing import Protocol
 
 import orjson
@@ -54,6 +55,8 @@ __all__ = ["PIPELINABLE", "HubCore", "Outbox", "now_ms"]
 
 class Outbox(Protocol):
     def send(self, conn_id: str, data: bytes) -> None: ...
+
+    def send_many(self, conn_ids: Collection[str], data: bytes) -> None: ...  # a fan-out: one frame
 
     def close(self, conn_id: str, code: int, reason: str) -> None: ...
 

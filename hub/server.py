@@ -14,6 +14,7 @@ import gc
 import logging
 import signal
 import ssl
+from collections.abc import Collection
 from typing import Any, Protocol
 
 from empq.generated.messages.server_disconnect import ServerDisconnect
@@ -90,6 +91,22 @@ class WebSocketOutbox:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
+    def send_many(self, conn_ids: Collection[str], data: bytes) -> None:
+        """The same frame to several connections (a fan-out): the same bytes object queued for
+        each, framed once per connection's write with the header read from a table."""
+        conns, pending = self.conns, self.pending
+        for conn_id in conn_ids:
+            if conn_id not in conns:
+                continue
+            frames = pending.get(conn_id)
+            if frames is None:
+                pending[conn_id] = [data]
+            else:
+                frames.append(data)
+        if pending and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
     def flush(self) -> None:
         self._scheduled = False
         pending, self.pending = self.pending, {}
@@ -120,14 +137,41 @@ class WebSocketOutbox:
             link.close(code, reason)
 
 
+def frame_header(size: int) -> bytes:
+    """The header of an unmasked, final text frame of ``size`` bytes (server to client, RFC 6455
+    5.2): what both I/O layers put before a frame's bytes, read from a table for most."""
+    if size < 126:
+        return _SMALL[size]
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big")
+    return b"\x81\x7f" + size.to_bytes(8, "big")
+
+
+_SMALL = [bytes((0x81, n)) for n in range(126)]
+
+
+def framed(frames: list[bytes]) -> bytes:
+    """Text frames, headers and bytes, as one buffer for one write."""
+    parts = []
+    for frame in frames:
+        parts.append(frame_header(len(frame)))
+        parts.append(frame)
+    return b"".join(parts)
+
+
 class WebSocketsLink:
-    """A ``Link`` over a python-websockets connection: its sans-I/O protocol frames, one write."""
+    """A ``Link`` over a python-websockets connection. Frames are framed here (``framed``: a
+    header from a table before the bytes, which a fan-out shares among its recipients) and
+    written with one ``transport.write``; websockets' protocol object keeps the handshake, the
+    peer's frames, pings and closes. Server frames are unmasked and, without extensions
+    (compression is off), are exactly these bytes."""
 
     __slots__ = ("peer", "ws")
 
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
         self.peer = _peer(ws.remote_address)
+        assert not ws.protocol.extensions, "no extension (compression) is negotiated"
 
     def writable(self) -> bool:
         return self.ws.protocol.state is State.OPEN
@@ -136,16 +180,7 @@ class WebSocketsLink:
         return int(self.ws.transport.get_write_buffer_size())
 
     def write_frames(self, frames: list[bytes]) -> None:
-        protocol, transport = self.ws.protocol, self.ws.transport
-        for frame in frames:
-            protocol.send_text(frame)
-        chunks = protocol.data_to_send()
-        if all(chunks):
-            transport.write(b"".join(chunks))
-        else:  # an end-of-stream marker: let websockets handle it
-            for chunk in chunks:
-                if chunk:
-                    transport.write(chunk)
+        self.ws.transport.write(framed(frames))
 
     def abort(self) -> None:
         self.ws.transport.abort()

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from empq.hub.auth import handshake_token
 from empq.hub.core import PIPELINABLE
+from empq.hub.server import framed
 from picows import (
     WSCloseCode,
     WSFrame,
@@ -62,18 +63,6 @@ class _PeerLines(logging.LoggerAdapter):
 
     def isEnabledFor(self, level: int) -> bool:  # picows' per-frame lines (level 9) never
         return level >= logging.DEBUG and self.logger.isEnabledFor(logging.DEBUG)
-
-
-def frame_header(size: int) -> bytes:
-    """The header of an unmasked, final text frame of ``size`` bytes (server to client)."""
-    if size < 126:
-        return _SMALL[size]
-    if size < 65536:
-        return b"\x81\x7e" + size.to_bytes(2, "big")
-    return b"\x81\x7f" + size.to_bytes(8, "big")
-
-
-_SMALL = [bytes((0x81, n)) for n in range(126)]
 
 
 class PicowsConnection(WSListener):
@@ -110,11 +99,7 @@ class PicowsConnection(WSListener):
         if len(frames) == 1:
             self.ws.send(_TEXT, frames[0])  # type: ignore[union-attr]  # one frame: picows frames it
             return
-        parts = []
-        for frame in frames:
-            parts.append(frame_header(len(frame)))
-            parts.append(frame)
-        self.raw.write(b"".join(parts))
+        self.raw.write(framed(frames))
 
     def abort(self) -> None:
         self.stopped = True

@@ -7,8 +7,32 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from chunking import reassemble
 from peer_steps import accept, claim, claim_eventually, complete, progress, submit
+
+# --- a fan-out: encoded once, handed to the outbox once for all its recipients ------------------
+
+
+async def test_a_job_event_is_encoded_once_for_all_its_recipients(core_hub):
+    hub = await core_hub()
+    client = await hub.client()
+    watchers = [await hub.monitor(client_id=f"m{i}") for i in range(2)]
+    for watcher in watchers:
+        await watcher.request("subscribe_job_notifications")
+        watcher.new()
+    worker = await hub.worker()
+    job_id = (await client.submit())["job_id"]
+    hub.outbox.fanouts.clear()
+    (assigned,) = await worker.claim()
+    # the worker's job_assigned is its own (its request id): sent to it alone
+    assert assigned["job_id"] == job_id and worker.of("job_update") == []
+    # the job_update to the submitter and both monitors: one frame, one hand-over, three copies
+    (frame,) = hub.outbox.fanouts
+    for peer in (client, *watchers):
+        (update,) = peer.of("job_update", job_id=job_id, status="assigned")
+        assert update == orjson.loads(frame)
+
 
 # --- outbound chunking (D15), in-process -----------------------------------------------------------
 
