@@ -241,7 +241,7 @@ class JobManager:
         self, worker_id: str, job_id: str, result: dict[str, Any], processing_time: float | None
     ) -> Completed:
         hub = self.hub
-        self.progress_writer.seal(worker_id, job_id)  # after this job's updates of this tick
+        self.progress_writer.seal(worker_id)  # after the updates this worker sent before
         try:
             done = await hub.store.complete(worker_id, job_id, orjson.dumps(result), processing_time)
         except StoreError as refused:
@@ -267,7 +267,7 @@ class JobManager:
         self, worker_id: str, job_id: str, error: str, retry: bool, details: dict[str, Any] | None
     ) -> Failed:
         hub, config = self.hub, self.hub.config
-        self.progress_writer.seal(worker_id, job_id)  # after this job's updates of this tick
+        self.progress_writer.seal(worker_id)  # after the updates this worker sent before
         try:
             failed = await hub.store.fail(
                 worker_id,

@@ -13,9 +13,10 @@ updates that arrive during one tick of the event loop are written together:
   on its own, in order.
 
 Nothing final is ever coalesced: ``complete_job`` and ``fail_job`` are not progress updates, and
-a final step seals the tick's call (``seal``): the call runs in Redis before it, the updates' job
-messages go out before its final message and their acks before its reply; an update that comes
-after it goes in a new call behind it.
+a worker's final step seals the tick's call for that worker (``seal``): the call runs in Redis
+before the final step, the updates' job messages go out before its final message and their acks
+before its reply; an update the worker sends after it goes in a new call behind it. (Updates of
+other workers still join the call: the order that matters is each connection's.)
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Reply(asyncio.Future[Any]):
 class Tick:
     """The updates of one tick: one script call."""
 
-    __slots__ = ("command", "entries", "reply", "results")
+    __slots__ = ("command", "entries", "reply", "results", "sealed")
 
     results: dict[tuple[str, str], Moved | StoreError] | None
 
@@ -85,6 +86,7 @@ class Tick:
         self.reply = Reply()
         self.command: tuple[Any, ...] = ()  # as written (sent again after a NOSCRIPT)
         self.results = None  # by update, once settled
+        self.sealed: set[str] = set()  # workers whose final step came after the call's place
 
 
 class ProgressWriter:
@@ -103,7 +105,7 @@ class ProgressWriter:
         or ``StoreError`` when the worker does not hold the job."""
         key = (worker_id, job_id)
         tick = self.tick
-        if tick is not None:
+        if tick is not None and worker_id not in tick.sealed:
             entry = tick.entries.get(key)
             if entry is None:
                 tick.entries[key] = Pending(worker_id, job_id, progress, fields)
@@ -124,12 +126,15 @@ class ProgressWriter:
             raw = await self._again(tick)
         return self._result(tick, raw, key)
 
-    def seal(self, worker_id: str = "", job_id: str = "") -> None:
-        """A final step (of this job; any job: none named) comes now: the updates of this tick are
-        written before it; later ones go in a call behind it."""
+    def seal(self, worker_id: str = "") -> None:
+        """A final step of this worker's (any worker's: none named) comes now: this tick's updates
+        are written before it; the worker's later ones go in a call behind it."""
         tick = self.tick
-        if tick is not None and (not worker_id or (worker_id, job_id) in tick.entries):
-            self.tick = None
+        if tick is not None:
+            if worker_id:
+                tick.sealed.add(worker_id)
+            else:
+                self.tick = None
 
     def _command(self, tick: Tick) -> tuple[Any, ...]:
         """The tick's call, built when the Redis batch is written: no update joins it after."""

@@ -148,3 +148,36 @@ async def test_a_call_that_redis_no_longer_knows_is_sent_again_and_answers_every
     assert [(f["type"], f["request_id"]) for f in replies] == [("ack", "a"), ("ack", "b"), ("ack", "c")]
     updates = [(f["job_id"], f["progress"]) for f in client.new() if f["type"] == "job_update"]
     assert sorted(updates) == sorted([(first, 33), (second, 22)])
+
+
+async def test_a_workers_update_after_its_final_step_goes_behind_it_while_others_join_the_first_call(
+    core_hub,
+):
+    hub = await core_hub()
+    client = await hub.client()
+    worker, other = await hub.worker(max_concurrent_jobs=2), await hub.worker()
+    first, second = await running(hub, client, worker, n=2)
+    (third,) = await running(hub, client, other)
+    writer = hub.core.jobs.progress_writer
+    calls = writer.calls
+    sent = [
+        (worker, progress(worker, first, 10, "a")),
+        (
+            worker,
+            frame(
+                "complete_job", id="ac", job_id=first, worker_id=worker.worker_id, result={"success": True}
+            ),
+        ),
+        (other, progress(other, third, 30, "c")),  # another worker's: joins the first call
+        (worker, progress(worker, second, 20, "b")),  # after its final step: a call behind it
+    ]
+    await asyncio.gather(*(conn.core.receive(conn.conn_id, f) for conn, f in sent))
+    assert writer.calls - calls == 2
+    assert [(f["type"], f["request_id"]) for f in worker.new()] == [
+        ("ack", "a"),
+        ("job_completed_ack", "ac"),
+        ("ack", "b"),
+    ]
+    assert [(f["type"], f["request_id"]) for f in other.new()] == [("ack", "c")]
+    of_first = [(f["type"], f.get("progress")) for f in client.new() if f["job_id"] == first]
+    assert of_first == [("job_update", 10), ("job_completed", None)]
