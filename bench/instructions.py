@@ -237,7 +237,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def ai_config(args: argparse.Namespace) -> Any:
     """A small, steady AI workload: under callgrind a hub runs ~50x slower, so few jobs a second;
     no idle claim timer nor heartbeats (their cost follows the clock, not the jobs)."""
-    from bench.aiload import AiConfig
+    from bench.aiload_workers import AiConfig
 
     return AiConfig(
         workers=args.ai_workers, monitors=4, clients=2, steps=20, min_s=1.0, max_s=3.0, rates=[4.0],
