@@ -173,6 +173,17 @@ class Fanout:
                 )
         elif kind == "monitors":
             self._to_monitors(event["frame"].encode(), event.get("customer_id"), frozenset(event["needs"]))
+        elif kind == "hello":
+            self.peer_ids.add(event["hub"])
+
+    async def hello(self) -> None:
+        """A hub starting says so on the bus before it serves: the others publish their job events
+        from then on (the registry, read once a second, would tell them up to a second later, and
+        the events of that second — a completion for a client of this hub — would be lost)."""
+        if self.peer_hubs > 0:
+            await self.hub.store.batch.command(
+                "PUBLISH", self.channel, orjson.dumps({"hub": self.hub.hub_id, "kind": "hello"})
+            )
 
     def job_claimable(self, job_id: str, class_id: str, customer_id: str | None, priority: int) -> int:
         """A job can be claimed (new or back in its queue): notify idle local workers; when fewer

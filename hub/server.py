@@ -275,6 +275,7 @@ class HubServer:
         self.subscriber.start()
         await asyncio.wait_for(self.subscriber.ready.wait(), 5)
         await self.core.tick()  # announce this hub and learn about the others before serving
+        await self.core.fanout.hello()  # the others send this hub their job events from now on
         try:
             self.server = await self._listen()
         except OSError as exc:

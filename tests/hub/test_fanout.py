@@ -155,6 +155,24 @@ async def test_two_hubs_share_jobs_workers_and_events(start_hub):
         assert stats["system"]["connections"]["job_client"] == 2
 
 
+async def test_a_hub_that_starts_gets_the_others_job_events_at_once(start_hub):
+    """A starting hub says hello on the bus before it serves: the hubs already running publish
+    their job events from then on, without waiting for the registry (read once a second; here
+    hub A never reads it again) to tell them of the newcomer."""
+    hub_a = await start_hub()
+    worker_a = await hub_a.peers.worker(services=("early",))
+    assert hub_a._ticker is not None
+    hub_a._ticker.cancel()  # A's registry is never refreshed: only the hello tells it of B
+    hub_b = await start_hub(key_prefix=hub_a.config.key_prefix)
+    client_b = await hub_b.peers.client("client-b")
+    job = (await submit(client_b, requirements={"service_type": "early"}))["job_id"]
+    await claim_eventually(worker_a, job)
+    await accept(worker_a, job)
+    await complete(worker_a, job, {"success": True})
+    done = await client_b.expect("job_completed", job_id=job, timeout=3)
+    assert done["worker_id"] == worker_a.worker_id
+
+
 # --- the final message is not lost (D14) -------------------------------------------------------------
 
 
