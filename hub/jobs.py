@@ -208,6 +208,7 @@ class JobManager:
         return claimed
 
     async def accept(self, worker_id: str, job_id: str) -> None:
+        self.progress_writer.seal(worker_id)  # its later updates run after this, in Redis too
         try:
             moved = await self.hub.store.accept(worker_id, job_id)
         except StoreError as refused:

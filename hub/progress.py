@@ -12,11 +12,13 @@ updates that arrive during one tick of the event loop are written together:
   job's hash ends as if each had been written. Every update is still acknowledged (or refused)
   on its own, in order.
 
-Nothing final is ever coalesced: ``complete_job`` and ``fail_job`` are not progress updates, and
-a worker's final step seals the tick's call for that worker (``seal``): the call runs in Redis
-before the final step, the updates' job messages go out before its final message and their acks
-before its reply; an update the worker sends after it goes in a new call behind it. (Updates of
-other workers still join the call: the order that matters is each connection's.)
+Nothing final is ever coalesced: ``complete_job`` and ``fail_job`` are not progress updates. A
+worker's other job steps (accept, complete, fail) seal the tick's call for that worker (``seal``):
+the call runs in Redis before the step, the updates' job messages go out before its message and
+their acks before its reply; an update the worker sends after the step goes in a new call behind
+it (a progress update joining a call placed before the worker's own accept would run before the
+accept). Updates of other workers still join the call: the order that matters is each
+connection's.
 """
 
 from __future__ import annotations

@@ -181,3 +181,23 @@ async def test_a_workers_update_after_its_final_step_goes_behind_it_while_others
     assert [(f["type"], f["request_id"]) for f in other.new()] == [("ack", "c")]
     of_first = [(f["type"], f.get("progress")) for f in client.new() if f["job_id"] == first]
     assert of_first == [("job_update", 10), ("job_completed", None)]
+
+
+async def test_an_update_after_the_workers_accept_runs_after_it_though_a_call_was_open_before(core_hub):
+    hub = await core_hub()
+    client = await hub.client()
+    worker, other = await hub.worker(), await hub.worker()
+    (busy,) = await running(hub, client, other)
+    job_id = (await client.submit())["job_id"]
+    (assigned,) = await worker.claim()
+    assert assigned["job_id"] == job_id
+    client.new()
+    sent = [
+        (other, progress(other, busy, 5, "o")),  # opens the tick's call, placed first in the batch
+        (worker, frame("job_accepted_by_worker", id="acc", job_id=job_id, worker_id=worker.worker_id)),
+        (worker, progress(worker, job_id, 50, "p")),  # must not join the call placed before its accept
+    ]
+    await asyncio.gather(*(conn.core.receive(conn.conn_id, f) for conn, f in sent))
+    assert [(f["type"], f["request_id"]) for f in worker.new()] == [("ack", "acc"), ("ack", "p")]
+    steps = [(f["status"], f.get("progress")) for f in client.new() if f.get("job_id") == job_id]
+    assert steps == [("accepted", None), ("in_progress", 50)]
