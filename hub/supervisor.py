@@ -14,7 +14,8 @@ worker), so a client on one process learns of its job run by a worker on another
   API's answers come from Redis and are the same from any child, and Prometheus keeps one stable
   series; /metrics counts that child's frames and messages (the job and queue figures are whole).
 * A child that dies is started again (its workers reconnect to the others meanwhile); one that
-  fails on its first start stops everything (a bad setting, a port in use). SIGTERM or SIGINT to
+  exits by itself soon after its first start stops everything (a bad setting, a port in use);
+  one killed by a signal then (kill -9, the OOM killer) is started again like any other. SIGTERM or SIGINT to
   the supervisor: every child says ``server_disconnect`` to its peers and stops; then Redis.
 
 Children get their settings as ``EMPQ_*`` variables (the resolved settings, flags included, so
@@ -155,7 +156,7 @@ class Supervisor:
                 if code is None:
                     continue
                 up = time.monotonic() - child.started
-                if child.starts == 1 and up < FIRST_START_S:
+                if child.starts == 1 and up < FIRST_START_S and code >= 0:  # killed by a signal: restart
                     log.error("hub process %d exited with %s while starting: stopping", child.index, code)
                     return code or 1
                 if up > 30:
