@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from empq.hub.auth import handshake_token
 from empq.hub.core import PIPELINABLE
-from empq.hub.server import framed
+from empq.hub.outbox import framed
 from picows import (
     WSCloseCode,
     WSFrame,
