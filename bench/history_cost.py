@@ -62,7 +62,7 @@ async def one_round(url: str, jobs: int, history: bool) -> dict[str, float]:
         await asyncio.gather(*(store.submit(j, job_class, 50, {"id": j, **fields}) for j in ids))
         claimed = await store.claim("w", {"services": []}, len(ids), 60_000, [])
         await asyncio.gather(*(store.accept("w", c.job_id) for c in claimed))
-        await asyncio.gather(*(store.progress("w", c.job_id, 50, {}) for c in claimed))
+        await store.batch.script("progress", *store.progress_call([("w", c.job_id, 50, {}) for c in claimed]))
         await asyncio.gather(*(store.complete("w", c.job_id, b'{"success":true}', 1.0) for c in claimed))
     after_cpu, after_mem = (
         _info(await client.execute("INFO", "cpu")),

@@ -1,7 +1,7 @@
 """Instructions per job, counted by valgrind (callgrind): a figure that repeats on a noisy machine.
 
     python -m bench.instructions [--jobs 200] [--warmup 40] [--progress-steps 1] [--only empq,null]
-        [--json out.json]
+        [--transport websockets,picows] [--json out.json]
 
 Wall-clock and CPU-time figures swing ±20 % here (two cores shared with everything else);
 instruction counts do not: the same code on the same inputs executes the same instructions,
@@ -124,9 +124,55 @@ def wait_listening(port: int, procs: list[Counted], timeout: float = START_TIMEO
     raise RuntimeError(f"nothing listening on {port} after {timeout:.0f} s")
 
 
-def measure(kind: str, cfg: LoadConfig, warmup: int, out: Path) -> dict[str, Any]:
-    """Instructions of each process of ``kind`` (empq: hub and redis-server; null: the null hub)
-    over ``cfg.jobs`` jobs, after ``warmup`` jobs."""
+class AiHooks:
+    """bench.aiload's hooks: count from after the warm-up to the end of the rates (``main``),
+    then the baseline run without progress updates (``base``)."""
+
+    def __init__(self, procs: list[Counted], warmup_s: float) -> None:
+        self.procs, self.warmup_s = procs, warmup_s
+        self.main: dict[str, int] = {}
+
+    def ready(self) -> None:
+        for p in self.procs:
+            p.start()
+
+    def rounds_done(self) -> None:
+        self.main = {p.name: p.dump() for p in self.procs}
+        for p in self.procs:
+            p.control("-z")
+
+
+def measure_aiload(kind: str, ai: Any, out: Path, transport: str = "websockets") -> dict[str, Any]:
+    """Instructions per job of the AI workload (bench.aiload) and per progress update."""
+    from bench.aiload import run_aiload
+
+    label = f"empq/{transport}" if kind == "empq" else kind
+    with counted_hub(kind, out, transport) as (url, procs):
+        hooks = AiHooks(procs, warmup_s=5.0)
+        result = asyncio.run(run_aiload(url, ai, label, hooks=hooks))
+        base = {p.name: p.dump() for p in procs}
+    done = sum(r["completed"] for r in result["rounds"])
+    base_done = result.get("baseline", {}).get("completed", 0)
+    per_job = {name: round(n / done) for name, n in hooks.main.items()} if done else {}
+    base_per_job = {name: round(n / base_done) for name, n in base.items()} if base_done else {}
+    per_update = {
+        name: round((per_job[name] - base_per_job[name]) / ai.steps)
+        for name in per_job
+        if name in base_per_job and ai.steps
+    }
+    return {
+        "kind": label,
+        "completed": done,
+        "per_job": per_job,
+        "baseline_per_job": base_per_job,
+        "per_update": per_update,
+        "run": result,
+    }
+
+
+@contextlib.contextmanager
+def counted_hub(kind: str, out: Path, transport: str) -> Any:
+    """The processes of ``kind`` under callgrind (not counting yet); yields (url, processes)."""
     port = free_port()
     procs: list[Counted] = []
     try:
@@ -134,64 +180,82 @@ def measure(kind: str, cfg: LoadConfig, warmup: int, out: Path) -> dict[str, Any
             redis_port = free_port()
             redis = Counted(
                 "redis",
-                [
-                    redis_binary(),
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
+                [redis_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no"],
                 out,
-            )
+            )  # fmt: skip
             procs.append(redis)
             wait_listening(redis_port, procs)
             hub_argv = empq_command(
-                "hub",
-                "--redis-url",
-                f"redis://127.0.0.1:{redis_port}/0",
-                "--ws-port",
-                str(port),
-                "--http-port",
-                "-1",
-                "--log-level",
-                "warning",
-            )
+                "hub", "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--ws-port", str(port),
+                "--http-port", "-1", "--log-level", "warning", "--transport", transport,
+            )  # fmt: skip
             procs.append(Counted("hub", [shutil.which(hub_argv[0]) or hub_argv[0], *hub_argv[1:]], out))
         else:
-            argv = module_command(
-                "bench.null_hub", "--port", str(port), "--max-seconds", str(MEASURE_TIMEOUT)
-            )
+            seconds = str(MEASURE_TIMEOUT)
+            argv = module_command("bench.null_hub", "--port", str(port), "--max-seconds", seconds)
             procs.append(Counted("null", argv, out))
         wait_listening(port, procs)
-        url = f"ws://127.0.0.1:{port}"
+        yield f"ws://127.0.0.1:{port}", procs
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def measure(
+    kind: str, cfg: LoadConfig, warmup: int, out: Path, transport: str = "websockets"
+) -> dict[str, Any]:
+    """Instructions of each process of ``kind`` (empq: hub and redis-server; null: the null hub)
+    over ``cfg.jobs`` jobs, after ``warmup`` jobs; the empq hub on the I/O layer ``transport``."""
+    with counted_hub(kind, out, transport) as (url, procs):
         warm = LoadConfig(**{**cfg.__dict__, "jobs": warmup, "seconds": MEASURE_TIMEOUT})
         asyncio.run(run_load(url, warm, label=f"{kind} warm-up"))
         for p in procs:
             p.start()
         result = asyncio.run(run_load(url, cfg, label=kind))
         counts = {p.name: p.dump() for p in procs}
-    finally:
-        for p in procs:
-            p.stop()
     done = result["completed"]
     per_job = {name: round(n / done) for name, n in counts.items()} if done else {}
-    return {"kind": kind, "completed": done, "instructions": counts, "per_job": per_job, "run": result}
+    label = f"empq/{transport}" if kind == "empq" else kind
+    return {"kind": label, "completed": done, "instructions": counts, "per_job": per_job, "run": result}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'':16}{'completed':>10}{'instructions per job (by process)':>48}"]
+    lines = [f"{'':20}{'completed':>10}{'instructions per job (by process)':>48}"]
     for r in rows:
         parts = " + ".join(f"{n:,} {name}" for name, n in r["per_job"].items())
         total = sum(r["per_job"].values())
-        lines.append(f"{r['kind']:16}{r['completed']:>10}   {parts} = {total:,}")
-    if len(rows) == 2 and all(r["per_job"] for r in rows):
-        a, b = (rows[0]["per_job"].get("hub"), rows[1]["per_job"].get("null"))
-        if a and b:
-            lines.append(f"empq hub ÷ null hub: {a / b:.2f}")
+        lines.append(f"{r['kind']:20}{r['completed']:>10}   {parts} = {total:,}")
+    null = next((r["per_job"].get("null") for r in rows if r["per_job"].get("null")), None)
+    for r in rows:
+        hub = r["per_job"].get("hub")
+        if hub and null:
+            lines.append(f"{r['kind']} hub ÷ null hub: {hub / null:.2f}")
+    return "\n".join(lines)
+
+
+def ai_config(args: argparse.Namespace) -> Any:
+    """A small, steady AI workload: under callgrind a hub runs ~50x slower, so few jobs a second;
+    no idle claim timer nor heartbeats (their cost follows the clock, not the jobs)."""
+    from bench.aiload_workers import AiConfig
+
+    return AiConfig(
+        workers=args.ai_workers, monitors=4, clients=2, steps=20, min_s=1.0, max_s=3.0, rates=[4.0],
+        seconds=25.0, baseline_rate=4.0, driver_procs=2, p99_ms=1e9, idle_claim_s=0.0, heartbeats=False,
+    )  # fmt: skip
+
+
+def ai_table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'':20}{'jobs':>6}   instructions per job (by process); per progress update"]
+    for r in rows:
+        parts = " + ".join(f"{n:,} {name}" for name, n in r["per_job"].items())
+        update = " + ".join(f"{n:,} {name}" for name, n in r["per_update"].items())
+        base = " + ".join(f"{n:,} {name}" for name, n in r["baseline_per_job"].items())
+        lines.append(f"{r['kind']:20}{r['completed']:>6}   {parts}; per update {update} (no updates: {base})")
+    null = next((r["per_job"].get("null") for r in rows if r["per_job"].get("null")), None)
+    for r in rows:
+        if r["per_job"].get("hub") and null:
+            lines.append(f"{r['kind']} hub ÷ null hub: {r['per_job']['hub'] / null:.2f}")
     return "\n".join(lines)
 
 
@@ -204,6 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--in-flight", type=int, default=16)
     p.add_argument("--progress-steps", type=int, default=1, help="update_job_progress per job (default 1)")
     p.add_argument("--only", default="empq,null", help="comma list of empq,null")
+    p.add_argument(
+        "--transport", default="websockets",
+        help="the empq hub's I/O layer(s), comma list of websockets,picows: one empq row each (A/B)",
+    )  # fmt: skip
+    p.add_argument(
+        "--aiload", action="store_true",
+        help="the AI workload instead (bench.aiload, small: --ai-workers workers, 4 monitors, "
+        "jobs of 1-3 s with 20 updates at 4 jobs/s for 25 s, then as many without updates)",
+    )  # fmt: skip
+    p.add_argument("--ai-workers", type=int, default=200)
     p.add_argument("--keep", type=Path, help="keep the callgrind files here (for callgrind_annotate)")
     p.add_argument("--json", type=Path, dest="json_out")
     args = p.parse_args(argv)
@@ -224,8 +298,21 @@ def main(argv: list[str] | None = None) -> int:
         out = args.keep or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         for kind in args.only.split(","):
-            print(f"… {kind} under callgrind", flush=True)
-            rows.append(measure(kind.strip(), cfg, args.warmup, out))
+            for transport in args.transport.split(",") if kind.strip() == "empq" else ["-"]:
+                print(f"… {kind} {transport} under callgrind", flush=True)
+                if args.aiload:
+                    rows.append(measure_aiload(kind.strip(), ai_config(args), out, transport.strip()))
+                else:
+                    rows.append(measure(kind.strip(), cfg, args.warmup, out, transport.strip()))
+    if args.aiload:
+        print(
+            f"AI workload: {args.ai_workers} workers, 4 monitors, 2 clients, 20 updates per job, "
+            "4 jobs/s for 25 s (after a 5 s warm-up), then 4 jobs/s without updates for 25 s"
+        )
+        print(ai_table(rows))
+        if args.json_out:
+            args.json_out.write_text(json.dumps(rows, indent=2, default=str))
+        return 0
     print(
         f"{args.jobs} jobs counted after {args.warmup} ({args.workers} workers, {args.clients} clients, "
         f"{args.in_flight} in flight, {args.progress_steps} progress update(s) per job)"

@@ -17,7 +17,11 @@ hub does (spec/README.md D2, D6, D7, D9, D10):
   no_job_available;
 * ``job_accepted_by_worker`` -> client ``job_update`` (accepted); ``update_job_progress`` -> client
   ``job_update`` (in_progress, progress); both ``ack`` processed when they carry an ``id`` (D6);
-* ``complete_job`` -> worker ``job_completed_ack``, client ``job_completed``.
+* ``complete_job`` -> worker ``job_completed_ack``, client ``job_completed``;
+* ``subscribe_job_notifications`` (a monitor, no filters) -> ``job_notifications_subscribed``, then
+  every job event the clients get (``job_update``, ``job_completed``) also goes to each such monitor,
+  encoded once for all (as the real hub fans out; added for ``bench.aiload``);
+* ``worker_heartbeat`` -> ``worker_heartbeat_ack``.
 
 Every reply to a request carrying ``id`` carries ``request_id`` (D2). Every frame has ``type`` and
 an integer millisecond ``timestamp``. Listens on 127.0.0.1 only.
@@ -89,6 +93,7 @@ class NullHub:
         # oldest first.
         self.idle: dict[str, Peer] = {}
         self.workers: dict[str, Peer] = {}
+        self.watchers: dict[str, Peer] = {}  # monitors subscribed to every job's notifications
         self.frames_in = 0
         self.frames_out = 0
 
@@ -101,6 +106,16 @@ class NullHub:
         self.frames_out += 1
         with contextlib.suppress(ConnectionClosed):
             await peer.ws.send(orjson.dumps(msg), text=True)
+
+    async def job_event(self, job: Job, msg: dict[str, Any]) -> None:
+        """A job event to its client and to every watching monitor: one encoding for all."""
+        msg["timestamp"] = now_ms()
+        data = orjson.dumps(msg)
+        for peer in (job.client, *self.watchers.values()):
+            if peer is not None:
+                self.frames_out += 1
+                with contextlib.suppress(ConnectionClosed):
+                    await peer.ws.send(data, text=True)
 
     @staticmethod
     def reply_to(msg: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
@@ -151,6 +166,7 @@ class NullHub:
             self.drop(peer)
 
     def drop(self, peer: Peer) -> None:
+        self.watchers.pop(peer.conn_id, None)
         if peer.role != "worker" or peer.peer_id is None:
             return
         self.idle.pop(peer.peer_id, None)
@@ -347,8 +363,8 @@ class NullHub:
             if job.customer_id is not None:
                 assigned["customer_id"] = job.customer_id
             await self.send(peer, self.reply_to(msg, assigned))
-            await self.send(
-                job.client,
+            await self.job_event(
+                job,
                 {
                     "type": "job_update",
                     "job_id": job.job_id,
@@ -390,8 +406,8 @@ class NullHub:
             return
         previous, job.status = job.status, "accepted"
         await self.ack_processed(peer, msg)
-        await self.send(
-            job.client,
+        await self.job_event(
+            job,
             {
                 "type": "job_update",
                 "job_id": job.job_id,
@@ -417,7 +433,7 @@ class NullHub:
         }
         if "message" in msg:
             update["message"] = msg["message"]
-        await self.send(job.client, update)
+        await self.job_event(job, update)
 
     async def on_complete_job(self, peer: Peer, msg: dict[str, Any]) -> None:
         job = await self.held_job(peer, msg)
@@ -444,7 +460,37 @@ class NullHub:
         }
         if "processing_time" in msg:
             completed["processing_time"] = msg["processing_time"]
-        await self.send(job.client, completed)
+        await self.job_event(job, completed)
+
+    async def on_subscribe_job_notifications(self, peer: Peer, msg: dict[str, Any]) -> None:
+        if peer.role != "monitor":
+            await self.refuse(peer, msg, "Only monitors subscribe to job notifications")
+            return
+        self.watchers[peer.conn_id] = peer
+        await self.send(
+            peer,
+            self.reply_to(
+                msg,
+                {
+                    "type": "job_notifications_subscribed",
+                    "subscription_id": f"sub-{peer.conn_id}",
+                    "filters_applied": {},
+                    "enabled": True,
+                },
+            ),
+        )
+
+    async def on_worker_heartbeat(self, peer: Peer, msg: dict[str, Any]) -> None:
+        if peer.role != "worker":
+            await self.refuse(peer, msg, "Only workers heartbeat")
+            return
+        ack = {
+            "type": "worker_heartbeat_ack",
+            "worker_id": peer.peer_id,
+            "status": "acknowledged",
+            "next_heartbeat_expected": now_ms() + 30_000,
+        }
+        await self.send(peer, self.reply_to(msg, ack))
 
     HANDLERS: dict[str, Any] = {
         "ping": on_ping,
@@ -457,6 +503,8 @@ class NullHub:
         "job_accepted_by_worker": on_job_accepted_by_worker,
         "update_job_progress": on_update_job_progress,
         "complete_job": on_complete_job,
+        "subscribe_job_notifications": on_subscribe_job_notifications,
+        "worker_heartbeat": on_worker_heartbeat,
     }
 
 

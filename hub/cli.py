@@ -69,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     from empq.hub import logs
 
     logs.setup(config.log_level, config.log_format)
+    if config.processes > 1:
+        from empq.hub.supervisor import supervise
+
+        return supervise(config)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(run_hub(config))

@@ -15,6 +15,12 @@ class HubConfig:
     host: str = "127.0.0.1"
     ws_port: int = 3002
     http_port: int = 3001  # HTTP API, /metrics, dashboard; 0 = any free port, -1 = off
+    transport: str = "websockets"  # the WebSocket I/O layer: websockets | picows (pip install empq[fast])
+    processes: int = 1  # hub processes sharing the port (SO_REUSEPORT) under one supervisor
+    reuse_port: bool = False  # listen with SO_REUSEPORT (set for the processes --processes starts)
+    # of a job's progress updates that arrive in the same event-loop tick, only the latest is
+    # written to Redis and fanned out (each is still acknowledged); off: each one is
+    coalesce_progress: bool = True
     redis_url: str | None = None  # None: start an embedded redis-server (see hub/redis_url.py)
     # WAIT after each batch of Redis calls: a call is answered once this many replicas have its
     # writes (0: asynchronous replication, the default; see README "Redis Sentinel")
@@ -96,6 +102,15 @@ class HubConfig:
             raise ValueError(f"ws_port {config.ws_port} is not a port (0-65535)")
         if not -1 <= config.http_port <= 65535:
             raise ValueError(f"http_port {config.http_port} is not a port (0-65535, -1 = off)")
+        if config.transport not in TRANSPORTS:
+            raise ValueError(f"transport {config.transport!r} must be one of {', '.join(TRANSPORTS)}")
+        if config.transport == "picows":
+            try:
+                import picows  # noqa: F401
+            except ImportError:
+                raise ValueError("transport picows needs picows: pip install 'empq[fast]'") from None
+        if not 1 <= config.processes <= 256:
+            raise ValueError(f"processes {config.processes} must be 1..256")
         if config.log_format not in ("text", "json"):
             raise ValueError(f"log_format {config.log_format!r} must be text or json")
         if config.redis_url:
@@ -133,6 +148,12 @@ HELP: dict[str, str] = {
     "host": "interface to listen on (WebSocket and HTTP)",
     "ws_port": "WebSocket port",
     "http_port": "HTTP API, /metrics and dashboard port; 0 = any free port, -1 = off",
+    "transport": "WebSocket I/O layer: websockets, or picows (faster; pip install 'empq[fast]')",
+    "processes": "hub processes sharing ws_port (SO_REUSEPORT, Linux) under one supervisor that restarts "
+    "a dead one; only the first serves the HTTP API",
+    "reuse_port": "listen on ws_port with SO_REUSEPORT, so several hubs share it (--processes sets it)",
+    "coalesce_progress": "of a job's progress updates arriving in the same event-loop tick, write and fan "
+    "out only the latest (each is still acknowledged; final messages are never coalesced)",
     "redis_url": "Redis URL: redis://, rediss:// (TLS), unix://, redis+sentinel://host:26379/name "
     "(README: Redis deployments); none: an embedded redis-server in data_dir",
     "redis_wait_replicas": "answer a call once this many replicas have its writes (Redis WAIT); "
@@ -188,6 +209,7 @@ HELP: dict[str, str] = {
     "log_level": "debug, info, warning or error",
     "log_format": "text, or json: one JSON object per line, for log shippers",
 }
+TRANSPORTS = ("websockets", "picows")
 SECRETS = frozenset(
     {"client_tokens", "worker_tokens", "monitor_tokens", "webhook_secret"}
 )  # by environment only

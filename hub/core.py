@@ -24,6 +24,7 @@ import itertools
 import logging
 import time
 import uuid
+from collections.abc import Collection
 from typing import Protocol
 
 import orjson
@@ -56,6 +57,8 @@ __all__ = ["PIPELINABLE", "HubCore", "Outbox", "now_ms"]
 
 class Outbox(Protocol):
     def send(self, conn_id: str, data: bytes) -> None: ...
+
+    def send_many(self, conn_ids: Collection[str], data: bytes) -> None: ...  # a fan-out: one frame
 
     def close(self, conn_id: str, code: int, reason: str) -> None: ...
 

@@ -198,8 +198,10 @@ class EmbeddedRedis:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-            elif proc is None and self._ping():
-                self._shutdown()  # started by a hub that has gone: stop it over its socket
+            elif self._ping():
+                # started by a hub that has gone (or started again by another hub after ours
+                # died): stop it over its socket
+                self._shutdown()
         finally:
             if lock is not None:
                 lock.close()

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import astuple
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,18 @@ class Fanout:
                     self.hub.outbox.send(conn_id, chunk)
                 return
         self.hub.outbox.send(conn_id, data)
+
+    def deliver_many(self, conn_ids: Collection[str], data: bytes) -> None:
+        """The same encoded message to several connections (a fan-out): encoded once, counted
+        once, the same bytes queued for each (over the chunk threshold: each as ``deliver``)."""
+        if len(data) > self.hub.config.chunk_threshold:
+            for conn_id in conn_ids:
+                self.deliver(conn_id, data)
+        elif len(conn_ids) == 1:
+            for conn_id in conn_ids:
+                self.hub.outbox.send(conn_id, data)
+        elif conn_ids:
+            self.hub.outbox.send_many(conn_ids, data)
 
     def _chunks_of(self, data: bytes) -> list[bytes]:
         size = max(1, self.hub.config.chunk_threshold // 2)  # base64 grows the data by 4/3
@@ -102,8 +115,7 @@ class Fanout:
             targets = subs.not_yet_final(job_id, targets)
             subs.final_sent(job_id, targets)
             subs.job_ended(job_id)
-        for conn_id in targets:
-            self.deliver(conn_id, data)
+        self.deliver_many(targets, data)
 
     # workers and monitors, wherever they are -------------------------------------------------
     def to_worker(self, worker_id: str, message: BaseModel, release: str | None = None) -> None:
@@ -124,9 +136,8 @@ class Fanout:
         self.broadcast("monitors", frame=data.decode(), customer_id=customer_id, needs=sorted(needs))
 
     def _to_monitors(self, data: bytes, customer_id: str | None, needs: frozenset[str]) -> None:
-        for conn_id, session in self.hub.sessions.items():
-            if monitor_sees(session, customer_id, needs):
-                self.deliver(conn_id, data)
+        sessions = self.hub.sessions.items()
+        self.deliver_many([c for c, s in sessions if monitor_sees(s, customer_id, needs)], data)
 
     # the bus ------------------------------------------------------------------------------------
     def broadcast(self, kind: str, **fields: Any) -> None:
@@ -162,6 +173,17 @@ class Fanout:
                 )
         elif kind == "monitors":
             self._to_monitors(event["frame"].encode(), event.get("customer_id"), frozenset(event["needs"]))
+        elif kind == "hello":
+            self.peer_ids.add(event["hub"])
+
+    async def hello(self) -> None:
+        """A hub starting says so on the bus before it serves: the others publish their job events
+        from then on (the registry, read once a second, would tell them up to a second later, and
+        the events of that second — a completion for a client of this hub — would be lost)."""
+        if self.peer_hubs > 0:
+            await self.hub.store.batch.command(
+                "PUBLISH", self.channel, orjson.dumps({"hub": self.hub.hub_id, "kind": "hello"})
+            )
 
     def job_claimable(self, job_id: str, class_id: str, customer_id: str | None, priority: int) -> int:
         """A job can be claimed (new or back in its queue): notify idle local workers; when fewer

@@ -25,8 +25,18 @@ from empq.hub import job_messages as messages
 from empq.hub import lifecycle as states
 from empq.hub.job_messages import job_update
 from empq.hub.matching import JobClass
+from empq.hub.progress import Pending, ProgressWriter
 from empq.hub.session import Session
-from empq.hub.store import AlreadySubmitted, ClaimedJob, Completed, Failed, JobEvent, Routing, StoreError
+from empq.hub.store import (
+    AlreadySubmitted,
+    ClaimedJob,
+    Completed,
+    Failed,
+    JobEvent,
+    Moved,
+    Routing,
+    StoreError,
+)
 from pydantic import BaseModel
 
 from empq import protocol
@@ -83,6 +93,7 @@ class Seconds(float):
 class JobManager:
     def __init__(self, hub: HubCore) -> None:
         self.hub = hub
+        self.progress_writer = ProgressWriter(hub, self._progress_written, hub.config.coalesce_progress)
 
     async def status(self, job_id: str) -> dict[str, str] | None:
         """The job's hash with its live queue position (``__position``); None if unknown."""
@@ -250,6 +261,7 @@ class JobManager:
         return claimed
 
     async def accept(self, worker_id: str, job_id: str) -> None:
+        self.progress_writer.seal(worker_id)  # its later updates run after this, in Redis too
         try:
             moved = await self.hub.store.accept(worker_id, job_id)
         except StoreError as refused:
@@ -259,18 +271,24 @@ class JobManager:
         self.hub.fanout.publish(job_id, moved.routing, update, states.ACCEPTED)
 
     async def progress(self, worker_id: str, job_id: str, progress: float, fields: dict[str, Any]) -> None:
+        """Written with the other updates of this tick (``progress.py``: the latest per job)."""
         try:
-            moved = await self.hub.store.progress(worker_id, job_id, progress, fields)
+            await self.progress_writer.update(worker_id, job_id, progress, fields)
         except StoreError as refused:
             self._not_held(worker_id, job_id, refused)
             raise
-        update = messages.progressed(job_id, moved.previous, worker_id, progress, fields)
-        self.hub.fanout.publish(job_id, moved.routing, update, states.IN_PROGRESS)
+
+    def _progress_written(self, entry: Pending, moved: Moved) -> None:
+        update = messages.progressed(
+            entry.job_id, moved.previous, entry.worker_id, entry.progress, entry.latest
+        )
+        self.hub.fanout.publish(entry.job_id, moved.routing, update, states.IN_PROGRESS)
 
     async def complete(
         self, worker_id: str, job_id: str, result: dict[str, Any], processing_time: float | None
     ) -> Completed:
         hub = self.hub
+        self.progress_writer.seal(worker_id)  # after the updates this worker sent before
         try:
             done = await hub.store.complete(worker_id, job_id, orjson.dumps(result), processing_time)
         except StoreError as refused:
@@ -290,6 +308,7 @@ class JobManager:
         self, worker_id: str, job_id: str, error: str, retry: bool, details: dict[str, Any] | None
     ) -> Failed:
         hub, config = self.hub, self.hub.config
+        self.progress_writer.seal(worker_id)  # after the updates this worker sent before
         try:
             failed = await hub.store.fail(
                 worker_id,
@@ -334,6 +353,7 @@ class JobManager:
     async def cancel(self, job_id: str, reason: str, by: str | None = None) -> JobCancelled:
         """Cancel wherever the job is; the worker holding it is told to stop (D13)."""
         hub = self.hub
+        self.progress_writer.seal()  # after the updates of this tick (the job's, if any)
         at = now_ms()
         cancelled = await hub.store.cancel(job_id, reason, at)
         message = messages.cancelled(job_id, at, reason)

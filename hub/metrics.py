@@ -11,6 +11,7 @@ Each hub has its own ``CollectorRegistry`` (several hubs may share a process in 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -42,14 +43,14 @@ class LabelledCounters:
         self.name, self.documentation, self.label = name, documentation, label
         self.values: dict[str, float] = {}
 
-    def inc(self, value: str) -> None:
+    def inc(self, value: str, n: int = 1) -> None:
         values = self.values
         if value in values:
-            values[value] += 1
+            values[value] += n
         elif len(values) < MAX_LABELS:
-            values[value] = 1
+            values[value] = n
         else:
-            values[OTHER] = values.get(OTHER, 0) + 1
+            values[OTHER] = values.get(OTHER, 0) + n
 
     def family(self) -> CounterMetricFamily:
         family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
@@ -167,15 +168,16 @@ class HubMetrics:
     def message_in(self, kind: str) -> None:
         self.messages_in.inc(kind)
 
-    def frame_out(self, data: bytes) -> None:
+    def frame_out(self, data: bytes, n: int = 1) -> None:
+        """``n`` connections were sent this frame."""
         kind = _frame_type(data)
-        self.messages_out.inc(kind)
+        self.messages_out.inc(kind, n)
         if kind == "error":
             try:
                 code = orjson.loads(data).get("error_code", "unknown")
             except orjson.JSONDecodeError:
                 code = "unknown"
-            self.errors.inc(str(code))
+            self.errors.inc(str(code), n)
 
     # scrape -----------------------------------------------------------------------------
     async def render(self, core: HubCore) -> bytes:
@@ -238,6 +240,15 @@ class MeteredOutbox:
             return
         self.metrics.frame_out(data)
         self.inner.send(conn_id, data)
+
+    def send_many(self, conn_ids: Collection[str], data: bytes) -> None:
+        """One frame to several connections (a fan-out): counted once for all."""
+        if self.divert and not self.divert.keys().isdisjoint(conn_ids):
+            for conn_id in conn_ids:
+                self.send(conn_id, data)
+            return
+        self.metrics.frame_out(data, len(conn_ids))
+        self.inner.send_many(conn_ids, data)
 
     def close(self, conn_id: str, code: int, reason: str) -> None:
         if conn_id not in self.divert:

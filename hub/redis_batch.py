@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -58,6 +59,7 @@ class RedisBatch:
         self.shas: dict[str, str] = {}
         self._commands: list[tuple[Any, ...]] = []
         self._futures: list[asyncio.Future[Any]] = []
+        self._later: list[tuple[int, Callable[[], tuple[Any, ...]]]] = []  # (place, build) of this tick
         self._scheduled = False
         self.batches = 0  # counters, for stats and benchmarks
         self.sent = 0
@@ -75,6 +77,21 @@ class RedisBatch:
             await self.load_scripts()  # Redis restarted and lost its script cache
             return await self.command("EVALSHA", self.shas[name], len(keys), *keys, *args)
 
+    def evalsha(self, name: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
+        """The EVALSHA command of a script call."""
+        return ("EVALSHA", self.shas[name], len(keys), *keys, *args)
+
+    def later(self, build: Callable[[], tuple[Any, ...]], future: asyncio.Future[Any]) -> None:
+        """A command that takes its place in this tick's batch now and is built (``build``) when
+        the batch is written: what comes during the rest of the tick can still join it, and it
+        runs before whatever is asked for after it. ``future`` gets its reply."""
+        self._commands.append(("PING",))  # its place
+        self._futures.append(future)
+        self._later.append((len(self._commands) - 1, build))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def command(self, *args: Any) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -89,6 +106,10 @@ class RedisBatch:
         self._scheduled = False
         commands, futures = self._commands, self._futures
         self._commands, self._futures = [], []
+        if self._later:
+            later, self._later = self._later, []
+            for place, build in later:
+                commands[place] = build()
         if not commands:
             return
         self.batches += 1

@@ -1,8 +1,8 @@
 """The hub's I/O: a websockets server around ``HubCore``, a timer task, Redis connection.
 
 Nothing here knows the protocol: frames go to the core, bytes come back through the outbox.
-Each connection's frames are handled in order; what the core sends is written per tick (see
-``WebSocketOutbox``).
+Each connection's frames are handled in order; what the core sends is written per tick
+(``outbox.py``).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import gc
 import logging
 import signal
 import ssl
-from typing import Any
+from typing import Any, Protocol
 
 from empq.generated.messages.server_disconnect import ServerDisconnect
 from empq.hub.auth import handshake_token
 from empq.hub.config import HubConfig
 from empq.hub.core import PIPELINABLE, HubCore, now_ms
 from empq.hub.embedded_redis import EmbeddedRedis
+from empq.hub.outbox import WebSocketOutbox, framed
 from empq.hub.redis_batch import RedisBatch
 from empq.hub.redis_rights import check_rights
 from empq.hub.redis_url import redact
@@ -37,82 +38,61 @@ log = logging.getLogger("empq.hub")
 MAX_PIPELINED = 64  # PIPELINABLE dispatches in flight per connection before reading waits
 
 
-class WebSocketOutbox:
-    """Frames the core sends, written once per event-loop tick per connection.
+class WebSocketsLink:
+    """A ``Link`` over a python-websockets connection. Frames are framed here (``framed``: a
+    header from a table before the bytes, which a fan-out shares among its recipients) and
+    written with one ``transport.write``; websockets' protocol object keeps the handshake, the
+    peer's frames, pings and closes. Server frames are unmasked and, without extensions
+    (compression is off), are exactly these bytes."""
 
-    Frames queued during a tick are encoded by the connection's sans-I/O protocol and written
-    with one ``transport.write``: one syscall per connection per tick instead of one per frame.
-    Writes never wait: a peer that does not read what it was sent is disconnected once what it
-    left unread passes ``max_buffered`` bytes (D19), so it can neither stall the others nor hold
-    the hub's memory. A single large frame (up to the 10 MB limit) is always written whole.
-    """
+    __slots__ = ("peer", "ws")
 
-    def __init__(self, max_buffered: int = 8 * 1024 * 1024) -> None:
-        self.max_buffered = max_buffered
-        self.dropped = 0  # peers disconnected for not reading
-        self.conns: dict[str, ServerConnection] = {}
-        self.pending: dict[str, list[bytes]] = {}
-        self._scheduled = False
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+        self.peer = _peer(ws.remote_address)
+        assert not ws.protocol.extensions, "no extension (compression) is negotiated"
 
-    def attach(self, conn_id: str, ws: ServerConnection) -> None:
-        self.conns[conn_id] = ws
+    def writable(self) -> bool:
+        return self.ws.protocol.state is State.OPEN
 
-    def detach(self, conn_id: str) -> None:
-        self.conns.pop(conn_id, None)
-        self.pending.pop(conn_id, None)
+    def buffered(self) -> int:
+        return int(self.ws.transport.get_write_buffer_size())
 
-    def send(self, conn_id: str, data: bytes) -> None:
-        if conn_id not in self.conns:
-            return
-        frames = self.pending.get(conn_id)
-        if frames is None:
-            self.pending[conn_id] = [data]
-        else:
-            frames.append(data)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+    def write_frames(self, frames: list[bytes]) -> None:
+        self.ws.transport.write(framed(frames))
 
-    def flush(self) -> None:
-        self._scheduled = False
-        pending, self.pending = self.pending, {}
-        for conn_id, frames in pending.items():
-            ws = self.conns.get(conn_id)
-            if ws is None or ws.protocol.state is not State.OPEN:
-                continue
-            if ws.transport.get_write_buffer_size() > self.max_buffered:
-                # what it was sent before is still unread past the bound: it is not reading
-                self.dropped += 1
-                log.warning(
-                    "%s (%s) is not reading: %d bytes unsent over the %d-byte bound; disconnecting it",
-                    conn_id,
-                    _peer(ws),
-                    ws.transport.get_write_buffer_size(),
-                    self.max_buffered,
-                )
-                self.detach(conn_id)
-                ws.transport.abort()
-                continue
-            for frame in frames:
-                ws.protocol.send_text(frame)
-            chunks = ws.protocol.data_to_send()
-            if all(chunks):
-                ws.transport.write(b"".join(chunks))
-            else:  # an end-of-stream marker: let websockets handle it
-                for chunk in chunks:
-                    if chunk:
-                        ws.transport.write(chunk)
+    def abort(self) -> None:
+        self.ws.transport.abort()
 
-    def close(self, conn_id: str, code: int, reason: str) -> None:
-        ws = self.conns.get(conn_id)
-        if ws is not None:
-            self.flush()
-            asyncio.get_running_loop().create_task(ws.close(code, reason))
+    def close(self, code: int, reason: str) -> None:
+        asyncio.get_running_loop().create_task(self.ws.close(code, reason))
 
 
-def _peer(ws: ServerConnection) -> str:
+class Listening(Protocol):
+    """A listening WebSocket endpoint of either I/O layer."""
+
+    @property
+    def sockets(self) -> Any: ...  # the listening sockets (the port is read from the first)
+
+    async def shutdown(self) -> None: ...  # stop listening, close every connection (1001), wait
+
+
+class WebSocketsListening:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    @property
+    def sockets(self) -> Any:
+        return self.server.sockets
+
+    async def shutdown(self) -> None:
+        self.server.close(close_connections=True)
+        await self.server.wait_closed()
+
+
+def _peer(address: Any) -> str:
     try:
-        host, port = ws.remote_address[:2]
+        host, port = address[:2]
         return f"{host}:{port}"
     except (TypeError, ValueError):
         return "?"
@@ -127,7 +107,7 @@ class HubServer:
         self.redis: RespClient | None = None
         self.core: HubCore | None = None
         self.outbox = WebSocketOutbox(config.max_outbound_buffer)
-        self.server: Server | None = None
+        self.server: Listening | None = None
         self.subscriber: RespSubscriber | None = None
         self._resyncs: set[asyncio.Task[int]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -174,16 +154,9 @@ class HubServer:
         self.subscriber.start()
         await asyncio.wait_for(self.subscriber.ready.wait(), 5)
         await self.core.tick()  # announce this hub and learn about the others before serving
+        await self.core.fanout.hello()  # the others send this hub their job events from now on
         try:
-            self.server = await serve(
-                self._handle,
-                self.config.host,
-                self.config.ws_port,
-                max_size=self.config.max_message_size,
-                compression=None,
-                max_queue=64,
-                ssl=self._tls(),
-            )
+            self.server = await self._listen()
         except OSError as exc:
             raise RuntimeError(
                 f"cannot listen on {self.config.host}:{self.config.ws_port}: {exc.strerror}"
@@ -192,6 +165,25 @@ class HubServer:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
         if self.embedded is not None:
             self._supervisor = asyncio.get_running_loop().create_task(self._supervise_redis())
+
+    async def _listen(self) -> Listening:
+        """The WebSocket endpoint on the I/O layer ``config.transport`` names."""
+        config = self.config
+        if config.transport == "picows":
+            from empq.hub.transport_picows import serve_picows
+
+            return await serve_picows(self, self._tls())
+        server = await serve(
+            self._handle,
+            config.host,
+            config.ws_port,
+            max_size=config.max_message_size,
+            compression=None,
+            max_queue=64,
+            ssl=self._tls(),
+            reuse_port=config.reuse_port or None,
+        )
+        return WebSocketsListening(server)
 
     async def _start_http(self) -> None:
         """The HTTP API (REST, /metrics, dashboard) on the same core; every frame the core sends
@@ -244,10 +236,11 @@ class HubServer:
             await ws.close(1013, "too many unregistered connections, try again later")
             return
         conn_id = core.new_conn_id()
-        self.outbox.attach(conn_id, ws)
+        link = WebSocketsLink(ws)
+        self.outbox.attach(conn_id, link)
         request = ws.request
         token = handshake_token(request.path, request.headers.get("Authorization")) if request else None
-        core.connect(conn_id, token, _peer(ws))
+        core.connect(conn_id, token, link.peer)
         # dispatches of PIPELINABLE frames still running, oldest first; any other frame waits for them
         running: collections.deque[asyncio.Task[None]] = collections.deque()
         try:
@@ -326,8 +319,7 @@ class HubServer:
             for conn_id in list(self.outbox.conns):
                 self.outbox.send(conn_id, message)
             self.outbox.flush()
-            self.server.close(close_connections=True)
-            await self.server.wait_closed()
+            await self.server.shutdown()
         if self.core is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(

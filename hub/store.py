@@ -310,19 +310,32 @@ class JobStore:
         previous, routing, _ = _moved(r)
         return Moved(previous, routing)
 
-    async def progress(self, worker_id: str, job_id: str, progress: float, fields: dict[str, Any]) -> Moved:
-        flat: list[Any] = []
-        for name, value in fields.items():
-            if value is not None:
-                flat += (name, value)
-        k = self.key
-        r = await self.batch.script(
-            "progress",
-            [self.job_key(job_id), k("claims"), k("counts")],
-            [worker_id, now_ms(), job_id, progress, self.p, *flat],
-        )
-        previous, routing, _ = _moved(r)
-        return Moved(previous, routing)
+    def progress_call(
+        self, updates: list[tuple[str, str, float, dict[str, Any]]]
+    ) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of the ``progress`` script for these updates (worker id, job id,
+        progress, fields: None values left out), any number of jobs."""
+        keys = [self.key("claims"), self.key("counts")]
+        args: list[Any] = [now_ms(), self.p]
+        for worker_id, job_id, progress, fields in updates:
+            keys.append(self.job_key(job_id))
+            flat: list[Any] = []
+            for name, value in fields.items():
+                if value is not None:
+                    flat += (name, value)
+            args += (worker_id, job_id, progress, len(flat), *flat)
+        return keys, args
+
+    @staticmethod
+    def progress_replies(replies: list[Any]) -> list[Moved | StoreError]:
+        """Per update, its move, or the refusal (``StoreError``, not raised)."""
+        out: list[Moved | StoreError] = []
+        for r in replies:
+            if r[0] != "OK":
+                out.append(StoreError(r[1], r[2]))
+            else:
+                out.append(Moved(r[1], Routing.of(r[2 : 2 + ROUTING_SIZE])))
+        return out
 
     async def complete(
         self, worker_id: str, job_id: str, result: bytes, processing_time: float | None

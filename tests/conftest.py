@@ -39,6 +39,29 @@ def redis_url(tmp_path_factory):
     server.stop()
 
 
+try:
+    import picows  # noqa: F401
+
+    HAVE_PICOWS = True
+except ImportError:
+    HAVE_PICOWS = False
+
+# The hub's WebSocket I/O layers (--transport). Modules that test what the transport does
+# (frames, closes, bounds, shutdown, TLS, fuzzing) run against each:
+# ``pytestmark = pytest.mark.parametrize("transport", TRANSPORTS)``.
+TRANSPORTS = [
+    "websockets",
+    pytest.param("picows", marks=pytest.mark.skipif(not HAVE_PICOWS, reason="no picows (empq[fast])")),
+]
+
+
+@pytest.fixture
+def transport():
+    """The I/O layer of the hubs a test starts (``hub``, ``start_hub``); parametrized by modules
+    that hold both layers to the same behaviour."""
+    return "websockets"
+
+
 def hub_config(redis_url, **overrides):
     from empq.hub.config import HubConfig
 
@@ -56,10 +79,10 @@ def hub_config(redis_url, **overrides):
 
 
 @pytest_asyncio.fixture
-async def hub(redis_url):
+async def hub(redis_url, transport):
     from empq.hub.server import HubServer
 
-    server = HubServer(hub_config(redis_url))
+    server = HubServer(hub_config(redis_url, transport=transport))
     await server.start()
     server.url = f"ws://127.0.0.1:{server.port}"
     yield server
@@ -205,13 +228,13 @@ class Peers:
 
 
 @pytest_asyncio.fixture
-async def start_hub(redis_url):
+async def start_hub(redis_url, transport):
     """Factory: ``hub = await start_hub(**config_overrides)`` — a started HubServer with ``.url``,
     ``.config`` and ``.peers``; stopped (and its peers closed) at the end of the test."""
     started: list[HubServer] = []
 
     async def start(**overrides: Any) -> HubServer:
-        server = HubServer(hub_config(redis_url, **overrides))
+        server = HubServer(hub_config(redis_url, **{"transport": transport, **overrides}))
         await server.start()
         server.url = f"ws://127.0.0.1:{server.port}"
         server.peers = Peers(server.url)

@@ -39,6 +39,7 @@ class RecordingOutbox:
         self.frames: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.closed: dict[str, int] = {}
         self.violations: list[str] = []
+        self.fanouts: list[bytes] = []  # frames sent to several connections at once (send_many)
         self.schemas = default_schemas()
 
     def send(self, conn_id: str, data: bytes) -> None:
@@ -47,6 +48,11 @@ class RecordingOutbox:
         if found:
             self.violations.append(f"{found[0]} (value {found[0].value!r}) in {frame}")
         self.frames[conn_id].append(frame)
+
+    def send_many(self, conn_ids: Any, data: bytes) -> None:
+        self.fanouts.append(data)
+        for conn_id in conn_ids:
+            self.send(conn_id, data)
 
     def close(self, conn_id: str, code: int, reason: str) -> None:
         self.closed[conn_id] = code

@@ -21,13 +21,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from conftest import REPO, Peers
+from conftest import REPO, TRANSPORTS, Peers
 from empq.conformance.peer import Peer, PeerError
 from empq.hub.server import HubServer
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
-pytestmark = pytest.mark.asyncio
+# every test here runs on both WebSocket I/O layers (--transport websockets | picows)
+pytestmark = [pytest.mark.asyncio, pytest.mark.parametrize("transport", TRANSPORTS)]
 
 TOKENS = [
     {"token": "client-a", "role": "job_client", "customer_id": "A"},

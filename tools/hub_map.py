@@ -17,6 +17,7 @@ from pathlib import Path
 from empq.conformance.model import all_cases
 from empq.hub.commands import COMMANDS
 from empq.hub.jobs import JobManager
+from empq.hub.progress import ProgressWriter
 from empq.hub.store import JobStore
 
 README = Path(__file__).resolve().parent.parent / "hub" / "README.md"
@@ -39,6 +40,8 @@ def rows() -> list[tuple[str, str, str, str, str, str]]:
         methods = _calls(handler, r"hub\.jobs\.(\w+)\(")
         scripts: list[str] = []
         for method in methods:
+            if _calls(getattr(JobManager, method), r"progress_writer\.(update)\("):  # per tick (progress.py)
+                scripts += _calls(ProgressWriter._command, r'evalsha\(\s*"(\w+)"')
             for store_call in _calls(getattr(JobManager, method), r"store\.(\w+)\("):
                 if hasattr(JobStore, store_call):
                     scripts += _calls(getattr(JobStore, store_call), r'script\(\s*"(\w+)"')

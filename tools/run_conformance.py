@@ -1,7 +1,9 @@
 """Start a real hub (``empq hub``, embedded Redis) on a free port, run the conformance suite
 against it, stop the hub; exit with the suite's exit code.  Used by ``tox -e conformance``.
 
-    python tools/run_conformance.py [--no-auth] [suite options, e.g. --report DIR --cases 'JOB-*']
+    python tools/run_conformance.py [--no-auth] [--transport picows] [suite options, e.g. --report DIR]
+
+(``tox -e conformance -- --transport picows`` runs the suite against the picows I/O layer.)
 
 By default the hub is started with one token per role and the suite is given them, so the auth
 cases run too; ``--no-auth`` runs an open hub (the auth cases are then skipped).  Both processes
@@ -56,9 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--no-auth", action="store_true", help="run the hub without tokens")
+    parser.add_argument("--transport", help="the hub's WebSocket I/O layer: websockets | picows")
     args, suite_args = parser.parse_known_args(argv)
     port = free_port()
     env = dict(os.environ, EMPQ_LOG_LEVEL="warning")
+    if args.transport:
+        env["EMPQ_TRANSPORT"] = args.transport
     token_args: list[str] = []
     if not args.no_auth:
         tokens = {role: f"{role}-{secrets.token_hex(8)}" for role in ("client", "worker", "monitor")}

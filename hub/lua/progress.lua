@@ -1,18 +1,31 @@
--- Progress from the worker holding a job (lifecycle: progress).
--- KEYS: 1 job hash, 2 claim deadlines, 3 counts
--- ARGV: 1 worker id, 2 now ms, 3 job id, 4 progress, 5 key prefix, 6.. extra field/value pairs (message, ...)
--- Returns: moved(previous) or {'ERR', code, status}
-local prev, started, wanted = held(KEYS[1], ARGV[1], 'progress', 'started_at', 'webhook_events')
-if not prev then return started end  -- not held: the second value is the refusal
-redis.call('HSET', KEYS[1], 'status', TO.progress, 'progress', ARGV[4], unpack(ARGV, 6))
-if prev ~= TO.progress then
-  if prev == 'assigned' then redis.call('ZREM', KEYS[2], ARGV[3]) end
-  if not started then redis.call('HSET', KEYS[1], 'started_at', ARGV[2]) end
-  count(KEYS[3], prev, TO.progress)
-  record(ARGV[5], ARGV[3], 'progress', TO.progress, ARGV[2], ARGV[1])
+-- Progress from the workers holding jobs (lifecycle: progress): the updates of one tick, any
+-- number of jobs (hub/progress.py), each checked and written as if it came alone.
+-- KEYS: 1 claim deadlines, 2 counts, 3.. the job hashes, one per update
+-- ARGV: 1 now ms, 2 key prefix, then per update: worker id, job id, progress, n, then n values
+--       (field/value pairs: message, ...)
+-- Returns: per update, moved(previous) or {'ERR', code, status}
+local out = {}
+local a = 3
+for k = 3, #KEYS do
+  local job, worker, id, n = KEYS[k], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 3])
+  local prev, started, wanted = held(job, worker, 'progress', 'started_at', 'webhook_events')
+  if not prev then
+    out[k - 2] = started  -- not held: the second value is the refusal
+  else
+    local extra = {unpack(ARGV, a + 4, a + 3 + n)}
+    redis.call('HSET', job, 'status', TO.progress, 'progress', ARGV[a + 2], unpack(extra))
+    if prev ~= TO.progress then
+      if prev == 'assigned' then redis.call('ZREM', KEYS[1], id) end
+      if not started then redis.call('HSET', job, 'started_at', ARGV[1]) end
+      count(KEYS[2], prev, TO.progress)
+      record(ARGV[2], id, 'progress', TO.progress, ARGV[1], worker)
+    end
+    if wanted then
+      webhook(job, id, 'progress', ARGV[1],
+              extend({'previous', prev, 'worker_id', worker, 'progress', ARGV[a + 2]}, extra), wanted)
+    end
+    out[k - 2] = moved(job, prev)
+  end
+  a = a + 4 + n
 end
-if wanted then
-  webhook(KEYS[1], ARGV[3], 'progress', ARGV[2],
-          extend({'previous', prev, 'worker_id', ARGV[1], 'progress', ARGV[4]}, {unpack(ARGV, 6)}), wanted)
-end
-return moved(KEYS[1], prev)
+return out

@@ -3,6 +3,7 @@ are injected at random (seeded), then invariants checked from the client's recor
 logs and Redis (read-only).
 
     python -m tests.chaos.driver [--jobs 2000] [--faults 200] [--seed 1] [--workers 6] [--out DIR]
+        [--transport websockets|picows]
 
 Processes (all on 127.0.0.1, all killed in ``finally``): a redis-server (``EmbeddedRedis`` on a TCP
 port, AOF, so it can be restarted), hubs A and B (``empq hub --redis-url ... --http-port -1``, short
@@ -117,8 +118,9 @@ async def until(predicate: Any, timeout: float, what: str, step: float = 0.05) -
 
 
 class Hub:
-    def __init__(self, name: str, redis_url: str, run_dir: Path) -> None:
+    def __init__(self, name: str, redis_url: str, run_dir: Path, transport: str = "websockets") -> None:
         self.name = name
+        self.transport = transport  # the hub's WebSocket I/O layer (--transport)
         self.redis_url = redis_url
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
@@ -134,7 +136,8 @@ class Hub:
             env = {k: v for k, v in os.environ.items() if not k.startswith("EMPQ_")}
             self.proc = subprocess.Popen(
                 [*empq_command(), "hub", "--redis-url", self.redis_url]
-                + ["--ws-port", str(self.port), "--http-port", "-1", "--host", "127.0.0.1"],
+                + ["--ws-port", str(self.port), "--http-port", "-1", "--host", "127.0.0.1"]
+                + ["--transport", self.transport],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -406,6 +409,7 @@ class Config:
     job_ms: float = 20.0
     settle_max: float = 60.0  # absolute cap on the settle period
     out: Path | None = None
+    transport: str = "websockets"  # the hubs' WebSocket I/O layer
 
 
 @dataclasses.dataclass
@@ -516,7 +520,7 @@ class Run:
         started = time.monotonic()
         await asyncio.to_thread(self.redis.start)
         for name in ("hub-a", "hub-b"):
-            hub = Hub(name, self.redis.url, self.dir)
+            hub = Hub(name, self.redis.url, self.dir, self.cfg.transport)
             self.hubs.append(hub)
             await hub.start()
         for _ in range(cfg.workers):
@@ -790,6 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=0.5, help="mean seconds between faults")
     parser.add_argument("--settle-max", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=None, help="run directory (default: a temp dir)")
+    parser.add_argument("--transport", default="websockets", help="the hubs' I/O layer: websockets | picows")
     args = parser.parse_args(argv)
     cfg = Config(
         jobs=args.jobs,
@@ -799,6 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         gap=args.gap,
         settle_max=args.settle_max,
         out=args.out,
+        transport=args.transport,
     )
     report = asyncio.run(run(cfg))
     print(report.table())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import TRANSPORTS
 from empq.hub.session import Refused, Session
 
 # Valid JSON that orjson refuses (1e999, integers beyond the double range) but the
@@ -32,6 +33,7 @@ def test_schema_error_in_valid_json_keeps_request_id(frame, field):
     assert "not valid JSON" not in reply.error
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_schema_error_in_valid_json_over_the_wire(peers):
     peer = await peers.raw()
     await peer.send_raw(VALID_JSON_ORJSON_REFUSES[0][0])
@@ -49,6 +51,7 @@ def test_really_invalid_json_still_says_so():
 
 # A worker's service_request with a known field set to null (the models accept it, the schema does
 # not) was relayed to monitors as is: they received a frame that violates the schema.
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize(
     ("kind", "fields"),
     [

@@ -7,8 +7,32 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from chunking import reassemble
 from peer_steps import accept, claim, claim_eventually, complete, progress, submit
+
+# --- a fan-out: encoded once, handed to the outbox once for all its recipients ------------------
+
+
+async def test_a_job_event_is_encoded_once_for_all_its_recipients(core_hub):
+    hub = await core_hub()
+    client = await hub.client()
+    watchers = [await hub.monitor(client_id=f"m{i}") for i in range(2)]
+    for watcher in watchers:
+        await watcher.request("subscribe_job_notifications")
+        watcher.new()
+    worker = await hub.worker()
+    job_id = (await client.submit())["job_id"]
+    hub.outbox.fanouts.clear()
+    (assigned,) = await worker.claim()
+    # the worker's job_assigned is its own (its request id): sent to it alone
+    assert assigned["job_id"] == job_id and worker.of("job_update") == []
+    # the job_update to the submitter and both monitors: one frame, one hand-over, three copies
+    (frame,) = hub.outbox.fanouts
+    for peer in (client, *watchers):
+        (update,) = peer.of("job_update", job_id=job_id, status="assigned")
+        assert update == orjson.loads(frame)
+
 
 # --- outbound chunking (D15), in-process -----------------------------------------------------------
 
@@ -129,6 +153,24 @@ async def test_two_hubs_share_jobs_workers_and_events(start_hub):
         assert ids == {worker_a.worker_id, worker_b.worker_id}
         assert stats["system"]["connections"]["worker"] == 2
         assert stats["system"]["connections"]["job_client"] == 2
+
+
+async def test_a_hub_that_starts_gets_the_others_job_events_at_once(start_hub):
+    """A starting hub says hello on the bus before it serves: the hubs already running publish
+    their job events from then on, without waiting for the registry (read once a second; here
+    hub A never reads it again) to tell them of the newcomer."""
+    hub_a = await start_hub()
+    worker_a = await hub_a.peers.worker(services=("early",))
+    assert hub_a._ticker is not None
+    hub_a._ticker.cancel()  # A's registry is never refreshed: only the hello tells it of B
+    hub_b = await start_hub(key_prefix=hub_a.config.key_prefix)
+    client_b = await hub_b.peers.client("client-b")
+    job = (await submit(client_b, requirements={"service_type": "early"}))["job_id"]
+    await claim_eventually(worker_a, job)
+    await accept(worker_a, job)
+    await complete(worker_a, job, {"success": True})
+    done = await client_b.expect("job_completed", job_id=job, timeout=3)
+    assert done["worker_id"] == worker_a.worker_id
 
 
 # --- the final message is not lost (D14) -------------------------------------------------------------

@@ -134,3 +134,27 @@ async def test_queue_depth_is_global_across_hubs(hub, peers, redis_url):
         assert v(await scrape(other), "empq_jobs_submitted_total", job_type="img") == 0  # per-hub counter
     finally:
         await other.stop()
+
+
+async def test_a_fan_out_is_counted_once_per_recipient_and_an_http_requests_copy_is_diverted():
+    from empq.hub.jobs import job_update
+    from empq.hub.metrics import HubMetrics, MeteredOutbox
+    from inprocess import RecordingOutbox
+
+    from empq import protocol
+
+    inner, metrics = RecordingOutbox(), HubMetrics()
+    outbox = MeteredOutbox(inner, metrics)
+    data = protocol.encode(job_update("job-1", "assigned", "queued", worker_id="w"))
+    outbox.send_many(["a", "b", "c"], data)
+    assert metrics.messages_out.values["job_update"] == 3
+    assert inner.fanouts == [data] and {c: len(f) for c, f in inner.frames.items()} == {
+        "a": 1,
+        "b": 1,
+        "c": 1,
+    }
+    sink: list[bytes] = []
+    outbox.divert["http-1"] = sink  # an HTTP API request's in-process connection among them
+    outbox.send_many(["a", "http-1"], data)
+    assert sink == [data] and len(inner.frames["a"]) == 2 and "http-1" not in inner.frames
+    assert metrics.messages_out.values["job_update"] == 4  # the diverted copy is not a frame out

@@ -298,7 +298,9 @@ async def test_unawaited_progress_goes_before_the_result(env):
     job_id = await client.submit_job(job())
     seen = [event async for event in client.updates(job_id)]
     progress = [e.progress for e in seen if getattr(e, "progress", None) is not None]
-    assert progress[-3:] == [10, 50, 100] and seen[-1].type == "job_completed"
+    # updates that reach the hub in one tick are coalesced (the latest fanned out): the client
+    # sees them in order, the last one always, and the result after them
+    assert progress == sorted(set(progress)) and progress[-1] == 100 and seen[-1].type == "job_completed"
     await until(lambda: "job_completed" in events, 3, "the worker's event")
     assert "job_lost" not in events
 
