@@ -72,7 +72,8 @@ async def test_dashboard_shows_worker_progress_and_completion(hub):
                     break  # finished: the row went away
                 if not seen or value != seen[-1]:
                     seen.append(value)
-                if len(seen) >= 3 and 0 < seen[-1] < 100:
+                running = await page.evaluate("document.getElementById('kpi-running').textContent")
+                if len(seen) >= 3 and 0 < seen[-1] < 100 and running == "1":  # the count agrees
                     await page.screenshot(path=str(artifacts / "dashboard-progress.png"), full_page=True)
                     break
                 await asyncio.sleep(0.05)

@@ -95,6 +95,19 @@ function setConn(label, kind) {
   $("conn").className = "pill " + kind;
 }
 
+/** @type {NonNullable<SubscribeStats["include_sections"]>} */
+const STATS_SECTIONS = ["jobs", "throughput", "system"];
+let statsSoon = 0;
+
+/** A job changed state: the counts follow within half a second, not at the next 2 s update. */
+function statsAfterEvent() {
+  if (statsSoon || !ctx.permissions.has("view_system_stats")) return;
+  statsSoon = setTimeout(() => {
+    statsSoon = 0;
+    send("request_stats", { include_sections: STATS_SECTIONS });
+  }, 500);
+}
+
 /** @param {HubToMonitor} m */
 function handle(m) {
   switch (m.type) {
@@ -115,7 +128,7 @@ function handle(m) {
       document.body.classList.toggle("can-manage", ctx.permissions.has("manage_jobs"));
       $("whoami").textContent = ctx.customer ? "customer " + ctx.customer : "";
       /** @type {Partial<SubscribeStats>} */
-      const stats = { interval_seconds: 2, include_sections: ["jobs", "throughput", "system"] };
+      const stats = { interval_seconds: 2, include_sections: STATS_SECTIONS };
       if (ctx.permissions.has("view_system_stats")) {
         send("request_stats", { include_sections: stats.include_sections }); // now, then every 2 s
         send("subscribe_stats", stats);
@@ -137,6 +150,7 @@ function handle(m) {
     case "job_cancelled":
       overview.jobEvent(m);
       jobs.jobEvent(m);
+      statsAfterEvent();
       break;
     case "error":
       if (m.error_code === "AUTH_FAILED" || m.error_code === "PERMISSION_DENIED") {
