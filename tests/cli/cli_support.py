@@ -19,12 +19,13 @@ import sys
 import tempfile
 import termios
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import waiting
 
 COMMANDS = ("worker", "submit", "status", "cancel", "watch")
 REQUIREMENTS = '{"service_type":"comfyui","component":"text-to-image-xl","hardware":{"gpu_memory_gb":8}}'
@@ -98,14 +99,7 @@ def one_line_error(run: Run, code: int = 2) -> str:
 
 
 async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    return await waiting.until(predicate, timeout, what, step=0.05)
 
 
 class Proc:

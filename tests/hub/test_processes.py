@@ -30,7 +30,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import pytest
 from empq.conformance.peer import Peer, PeerError
 from empq.hub.config import HubConfig
 from empq.hub.embedded_redis import EmbeddedRedis
+from waiting import until
 
 TESTS = Path(__file__).resolve().parent.parent  # tests/
 START_TIMEOUT = 20.0  # a hub or worker process up and ready
@@ -77,18 +77,6 @@ def hub_env(prefix: str) -> dict[str, str]:
         EMPQ_LOG_LEVEL="info",
     )
     return env
-
-
-async def until(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(step)
 
 
 # --- processes ---------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from empq.generated.messages.job_completed import JobCompleted
 from empq.generated.messages.job_update import JobUpdate
 from empq.generated.messages.stats_update import StatsUpdate
 from empq.hub.server import HubServer
+from waiting import until
 from websockets.asyncio.server import serve
 
 from empq import protocol
@@ -36,17 +36,6 @@ from empq.worker import EmpWorker, Job
 
 FAST = {"heartbeat_interval_ms": 200}
 QUICK = Backoff(initial=0.05, maximum=0.3)
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Hub:

@@ -6,14 +6,13 @@ handler dispatch (issue 6). The connectors themselves: ``test_connectors.py``.""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from conftest import hub_config
 from empq.hub.server import HubServer
+from waiting import until
 
 from empq import protocol
 from empq.client import Backoff, EmpQueueClient, JobCancelled, JobFailed, JobSubmission
@@ -21,17 +20,6 @@ from empq.connectors import JobError, SimulateConnector
 from empq.worker import EmpWorker, Job
 
 QUICK = Backoff(initial=0.05, maximum=0.3)
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest_asyncio.fixture
