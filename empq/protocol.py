@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 import time
 import typing
 from pathlib import Path
@@ -162,12 +163,87 @@ def make(cls: type[M], **fields: Any) -> M:
     return cls(type=type_tag(cls), **fields)
 
 
-def encode(msg: BaseModel) -> bytes:
+# Set EMPQ_CHECK_FRAMES=1 (the test suite does) to validate every ``Outgoing`` frame with its model.
+CHECK_FRAMES = os.environ.get("EMPQ_CHECK_FRAMES", "") not in ("", "0")
+
+
+class FrameCheckError(AssertionError):
+    """An ``Outgoing`` frame its generated model refuses, or would write differently."""
+
+
+class Outgoing:
+    """A message for the hot path: its generated class and its fields, encoded by orjson.
+
+    ``make`` + ``encode`` validate the fields into the model and serialise the model again
+    (≈ 16 µs a message here); this writes the same JSON from the fields directly (≈ 2 µs). The
+    fields are the hub's own (what it read from Redis and from messages it validated), so the
+    model is the check, not the path: with ``EMPQ_CHECK_FRAMES=1`` (the tests) every frame is
+    validated by its class and compared with what ``make`` + ``encode`` would write
+    (``FrameCheckError`` when they differ). Values may be generated models (written as ``encode``
+    writes them) and ``orjson.Fragment`` (JSON already encoded, written as it is)."""
+
+    __slots__ = ("cls", "fields")
+
+    def __init__(self, cls: type[BaseMessage], fields: dict[str, Any]) -> None:
+        self.cls, self.fields = cls, fields
+
+    @property
+    def type(self) -> str:
+        return typing.cast(str, self.fields["type"])
+
+    @property
+    def request_id(self) -> str | None:
+        return self.fields.get("request_id")
+
+    @request_id.setter
+    def request_id(self, value: str | None) -> None:
+        self.fields["request_id"] = value
+
+    def encode(self) -> bytes:
+        data = orjson.dumps(self.fields, default=_model_json)
+        if CHECK_FRAMES:
+            check_frame(self.cls, data)
+        return data
+
+    def __repr__(self) -> str:
+        return f"Outgoing({self.cls.__name__}, {self.fields!r})"
+
+
+def outgoing(cls: type[BaseMessage], **fields: Any) -> Outgoing:
+    """``make`` for the hot path: ``type`` from the class, ``timestamp`` now unless given."""
+    fields.setdefault("timestamp", now_ms())
+    return Outgoing(cls, {"type": type_tag(cls), **fields})
+
+
+def _model_json(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def check_frame(cls: type[BaseMessage], data: bytes) -> None:
+    """``data`` is a valid ``cls`` and says what the model would write (``FrameCheckError``)."""
+    try:
+        model = cls.model_validate_json(data)
+    except ValidationError as exc:
+        raise FrameCheckError(f"{cls.__name__} refuses {data[:300]!r}: {exc}") from exc
+    wrote = orjson.loads(encode(model))
+    if wrote != orjson.loads(data):
+        raise FrameCheckError(f"{cls.__name__}: the model writes {wrote!r}, the fields {data[:300]!r}")
+
+
+def encode(msg: BaseModel | Outgoing) -> bytes:
     """Serialise exactly the fields that were set (and extras), as compact JSON bytes."""
+    if type(msg) is Outgoing:
+        return msg.encode()
+    assert isinstance(msg, BaseModel)
     return msg.__pydantic_serializer__.to_json(msg, by_alias=True, exclude_unset=True)
 
 
-def to_dict(msg: BaseModel) -> dict[str, Any]:
+def to_dict(msg: BaseModel | Outgoing) -> dict[str, Any]:
+    if type(msg) is Outgoing:
+        return typing.cast(dict[str, Any], orjson.loads(msg.encode()))
+    assert isinstance(msg, BaseModel)
     return msg.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 

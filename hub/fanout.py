@@ -25,6 +25,7 @@ from empq.hub.store import Routing
 from pydantic import BaseModel
 
 from empq import protocol
+from empq.protocol import Outgoing
 
 if TYPE_CHECKING:
     from empq.hub.core import HubCore
@@ -44,7 +45,7 @@ class Fanout:
         return len(self.peer_ids)
 
     # local connections ------------------------------------------------------------------------
-    def send(self, conn_id: str, message: BaseModel) -> None:
+    def send(self, conn_id: str, message: BaseModel | Outgoing) -> None:
         self.deliver(conn_id, protocol.encode(message))
 
     def deliver(self, conn_id: str, data: bytes) -> None:
@@ -94,7 +95,12 @@ class Fanout:
 
     # job events -------------------------------------------------------------------------------
     def publish(
-        self, job_id: str, routing: Routing, message: BaseModel, status: str, exclude: str | None = None
+        self,
+        job_id: str,
+        routing: Routing,
+        message: BaseModel | Outgoing,
+        status: str,
+        exclude: str | None = None,
     ) -> None:
         """A job event to its submitter's connection, its subscribers and the matching
         notification subscribers — each once, on every hub."""
@@ -118,7 +124,7 @@ class Fanout:
         self.deliver_many(targets, data)
 
     # workers and monitors, wherever they are -------------------------------------------------
-    def to_worker(self, worker_id: str, message: BaseModel, release: str | None = None) -> None:
+    def to_worker(self, worker_id: str, message: BaseModel | Outgoing, release: str | None = None) -> None:
         """Send to a worker wherever it is connected; ``release``: a job it no longer holds."""
         worker = self.hub.workers.get(worker_id)
         if worker is not None:

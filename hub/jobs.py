@@ -40,6 +40,7 @@ from empq.hub.store import (
 from pydantic import BaseModel
 
 from empq import protocol
+from empq.protocol import Outgoing
 
 if TYPE_CHECKING:
     from empq.hub.core import HubCore
@@ -102,7 +103,7 @@ class JobManager:
     # submit -----------------------------------------------------------------------------------
     async def submit(
         self, session: Session, msg: SubmitJob, customer_id: str | None, webhook: dict[str, str] | None = None
-    ) -> JobAccepted:
+    ) -> Outgoing:
         """Queue a job (``store.QueueFull`` when the queue bound is reached); its ``job_accepted``.
         ``webhook``: the job hash fields of its webhook (``Webhooks.job_fields``, spec D21)."""
         hub = self.hub
@@ -144,7 +145,7 @@ class JobManager:
                 hub.config.max_queued_per_customer,
             )
         except AlreadySubmitted as first:  # a repeat: the first reply again, nothing queued
-            return protocol.make(
+            return protocol.outgoing(
                 JobAccepted, job_id=first.job_id, status="queued", position=first.position, notified_workers=0
             )
         hub.subs.await_final(job_id, session.conn_id)
@@ -182,13 +183,13 @@ class JobManager:
             hub.fanout.publish(job_id, routing, queued, states.QUEUED, exclude=routing.origin)
         return notified
 
-    def _accepted(self, job_id: str, position: int, notified: int) -> JobAccepted:
+    def _accepted(self, job_id: str, position: int, notified: int) -> Outgoing:
         hub = self.hub
         estimate = None
         if hub.mean_processing_time is not None:
             ahead = (position - 1) / max(1, len(hub.workers.local))
             estimate = iso(now_ms() + ahead * hub.mean_processing_time * 1000)
-        return protocol.make(
+        return protocol.outgoing(
             JobAccepted,
             job_id=job_id,
             status="queued",
@@ -197,7 +198,7 @@ class JobManager:
             estimated_start=estimate,
         )
 
-    async def retry(self, job_id: str, original: dict[str, str], origin: str) -> JobAccepted:
+    async def retry(self, job_id: str, original: dict[str, str], origin: str) -> Outgoing:
         """Submit again a job that failed, was cancelled or timed out (D20): a new job with its
         type, payload, requirements, priority, limits, metadata, customer, submitter and webhook
         (D21: its URL is checked again at each attempt), linked
@@ -324,6 +325,7 @@ class JobManager:
             raise
         hub.workers.release(worker_id, job_id)
         hub.metrics.job_failed(failed.routing.job_type, failed.retry)
+        status = states.QUEUED if failed.retry else states.FAILED
         if failed.retry:  # queued again once the delay has passed (the sweep then says claimable)
             update = job_update(
                 job_id,
@@ -336,7 +338,7 @@ class JobManager:
             )
         else:
             update = messages.failed(job_id, failed.previous, worker_id, failed.retry_count, error)
-        hub.fanout.publish(job_id, failed.routing, update, update.status.value)
+        hub.fanout.publish(job_id, failed.routing, update, status)
         if not failed.retry:
             detail = f"{error} (retries: {failed.retry_count})"
             ended(job_id, failed.routing, states.FAILED, worker_id, detail)
@@ -350,7 +352,7 @@ class JobManager:
             self.hub.workers.release(worker_id, job_id)
 
     # cancel -------------------------------------------------------------------------------------
-    async def cancel(self, job_id: str, reason: str, by: str | None = None) -> JobCancelled:
+    async def cancel(self, job_id: str, reason: str, by: str | None = None) -> Outgoing:
         """Cancel wherever the job is; the worker holding it is told to stop (D13)."""
         hub = self.hub
         self.progress_writer.seal()  # after the updates of this tick (the job's, if any)
@@ -371,20 +373,22 @@ class JobManager:
             self.claimable(event.job_id, event.routing)
             return
         if event.event == "claim_expired":
+            status = states.QUEUED
             update = job_update(
                 event.job_id,
-                states.QUEUED,
+                status,
                 event.previous,
                 worker_id=event.worker_id,
                 message="claim timed out: job returned to the queue",
             )
         else:  # time_limit
+            status = states.TIMEOUT
             update = messages.timed_out(event.job_id, event.previous, event.worker_id)
         self.hub.fanout.to_worker(event.worker_id, update, release=event.job_id)
-        self.hub.fanout.publish(event.job_id, event.routing, update, update.status.value)
-        if update.status.value == states.TIMEOUT:
+        self.hub.fanout.publish(event.job_id, event.routing, update, status)
+        if status == states.TIMEOUT:
             ended(event.job_id, event.routing, states.TIMEOUT, event.worker_id, "past its time limit")
-        if update.status.value == states.QUEUED:
+        else:
             self.claimable(event.job_id, event.routing)
 
     async def release_worker(self, worker_id: str, lost: bool) -> list[JobEvent]:
@@ -425,24 +429,24 @@ class JobManager:
     ) -> bytes:
         """A claimed job's ``job_assigned``, its payload sent on as stored (not parsed again)."""
         routing = job.routing
-        message = protocol.make(
+        message = protocol.outgoing(
             JobAssigned,
             job_id=job.job_id,
             worker_id=worker_id,
             job_type=routing.job_type,
             priority=routing.priority,
-            payload={},
+            payload=orjson.Fragment(job.payload),
             claim_timeout=claim_timeout,
             retry_count=job.retry_count,
             max_retries=job.max_retries,
-            **({"customer_id": routing.customer_id} if routing.customer_id is not None else {}),
-            **({"request_id": request_id} if request_id else {}),
         )
-        fields = protocol.to_dict(message)
-        fields["payload"] = orjson.Fragment(job.payload)
+        if routing.customer_id is not None:
+            message.fields["customer_id"] = routing.customer_id
+        if request_id:
+            message.fields["request_id"] = request_id
         if job.requirements is not None:
-            fields["requirements"] = orjson.Fragment(job.requirements)
-        return orjson.dumps(fields)
+            message.fields["requirements"] = orjson.Fragment(job.requirements)
+        return message.encode()
 
     def final_message(self, job_id: str, job: dict[str, Any]) -> BaseModel | None:
         """A final job's last message (job_completed, job_cancelled or job_update), from its hash."""

@@ -156,7 +156,7 @@ class WorkerRegistry:
                 continue
             if message is None:
                 message = protocol.encode(
-                    protocol.make(
+                    protocol.outgoing(
                         JobAvailable,
                         job_id=job_id,
                         job_type=job_class.job_type,

@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+# Every frame the hub builds on its hot path without pydantic (protocol.Outgoing) is validated by
+# its generated model and compared with what the model writes, in this process and in every hub
+# the tests start (they inherit the environment): a wrong field fails the test that sent it.
+os.environ.setdefault("EMPQ_CHECK_FRAMES", "1")
 
 import pytest
 

@@ -12,6 +12,7 @@ from empq.generated.messages.ack import Ack
 from empq.hub.session import Session, error
 
 from empq import protocol
+from empq.protocol import Outgoing
 
 if TYPE_CHECKING:
     from empq.hub.core import HubCore
@@ -33,7 +34,7 @@ class Request(Generic[M]):
     def conn_id(self) -> str:
         return self.session.conn_id
 
-    def reply(self, message: BaseMessage) -> None:
+    def reply(self, message: BaseMessage | Outgoing) -> None:
         """Answer; the reply carries the request's id as ``request_id`` (D2)."""
         if self.message.id and message.request_id is None:
             message.request_id = self.message.id
@@ -49,7 +50,7 @@ class Request(Generic[M]):
         if status == "processed" and self.message.id is None:
             return
         self.reply(
-            protocol.make(
+            protocol.outgoing(
                 Ack,
                 message_id=self.message.id or f"msg-{uuid.uuid4().hex[:12]}",
                 original_type=self.message.type,

@@ -65,7 +65,7 @@ async def update_job_progress(req: Request[UpdateJobProgress]) -> None:
 async def complete_job(req: Request[CompleteJob]) -> None:
     msg, worker_id = req.message, req.session.worker_id or ""
     await req.hub.jobs.complete(worker_id, msg.job_id, protocol.to_dict(msg.result), msg.processing_time)
-    req.reply(protocol.make(JobCompletedAck, job_id=msg.job_id, worker_id=worker_id))
+    req.reply(protocol.outgoing(JobCompletedAck, job_id=msg.job_id, worker_id=worker_id))
 
 
 async def fail_job(req: Request[FailJob]) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Literal
 
+import orjson
 import pytest
 from empq.conformance.schemas import default_schemas
+from empq.generated.defs.base import BaseMessage
 from empq.generated.messages.job_accepted import JobAccepted
 from empq.generated.messages.submit_job import SubmitJob
-from pydantic import ValidationError
+from pydantic import ValidationError, field_validator
 from schema_variants import variants
 
 from empq import protocol
@@ -35,6 +38,56 @@ def test_explicit_null_is_kept():
 def test_make_validates():
     with pytest.raises(ValidationError):
         protocol.make(JobAccepted, job_id="", status="queued", position=0, notified_workers=0)
+
+
+def test_outgoing_writes_what_make_and_encode_write():
+    """The hot path's frames (orjson from the fields) say what the model's would."""
+    fields = dict(job_id="job-1", status="queued", position=2, notified_workers=0, estimated_start=None)
+    fast = protocol.outgoing(JobAccepted, timestamp=1_800_000_000_000, **fields)
+    slow = protocol.make(JobAccepted, timestamp=1_800_000_000_000, **fields)
+    assert json.loads(protocol.encode(fast)) == json.loads(protocol.encode(slow))
+    assert protocol.to_dict(fast) == protocol.to_dict(slow)
+    assert fast.type == "job_accepted" and fast.request_id is None
+    fast.request_id = "r-1"
+    assert json.loads(protocol.encode(fast))["request_id"] == "r-1"
+    # JSON encoded already (a stored payload) is written as it is; a model as encode writes it
+    from empq.generated.messages.job_update import JobUpdate
+
+    nested = protocol.outgoing(JobUpdate, job_id="j", status="queued", payload=orjson.Fragment(b'{"a":[1]}'))
+    assert json.loads(protocol.encode(nested))["payload"] == {"a": [1]}
+
+
+def test_outgoing_frames_are_checked_by_their_model_when_asked(monkeypatch):
+    """EMPQ_CHECK_FRAMES (on in the tests): a frame its model refuses, or would write otherwise,
+    is an error where it is built — not a frame a peer receives."""
+    monkeypatch.setattr(protocol, "CHECK_FRAMES", True)
+    with pytest.raises(protocol.FrameCheckError, match="JobAccepted refuses"):
+        protocol.encode(
+            protocol.outgoing(JobAccepted, job_id="", status="queued", position=0, notified_workers=0)
+        )
+    with pytest.raises(protocol.FrameCheckError, match="JobAccepted refuses"):  # the models are strict
+        protocol.encode(
+            protocol.outgoing(JobAccepted, job_id="j", status="queued", position="2", notified_workers=0)
+        )
+
+    class Shouting(BaseMessage):  # a model that rewrites what it is given
+        type: Literal["shouting"]
+        text: str
+
+        @field_validator("text")
+        @classmethod
+        def louder(cls, value: str) -> str:
+            return value.upper()
+
+    with pytest.raises(protocol.FrameCheckError, match="the model writes"):
+        protocol.encode(protocol.outgoing(Shouting, text="hi"))
+    monkeypatch.setattr(protocol, "CHECK_FRAMES", False)  # production: written as given
+    bad = protocol.outgoing(JobAccepted, job_id="j", status="queued", position="2", notified_workers=0)
+    assert json.loads(protocol.encode(bad))["position"] == "2"
+
+
+def test_the_tests_check_every_outgoing_frame():
+    assert protocol.CHECK_FRAMES, "tests/conftest.py sets EMPQ_CHECK_FRAMES=1 before empq is imported"
 
 
 def test_error_details_for_nested_field():
