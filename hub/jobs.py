@@ -448,7 +448,7 @@ class JobManager:
             message.fields["requirements"] = orjson.Fragment(job.requirements)
         return message.encode()
 
-    def final_message(self, job_id: str, job: dict[str, Any]) -> BaseModel | None:
+    def final_message(self, job_id: str, job: dict[str, Any]) -> BaseModel | Outgoing | None:
         """A final job's last message (job_completed, job_cancelled or job_update), from its hash."""
         status = job["status"]
         worker = {"worker_id": job["worker_id"]} if job.get("worker_id") else {}
