@@ -11,13 +11,15 @@ Each hub has its own ``CollectorRegistry`` (several hubs may share a process in 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from empq.hub.lifecycle import STATUSES
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from empq.hub.core import HubCore, Outbox
@@ -59,10 +61,41 @@ class LabelledCounters:
         return family
 
 
+class LabelledHistograms:
+    """Histograms by one label (or none: ``label=None``), as plain bucket counts: an observation
+    is a bisect and two ``+= 1`` (Prometheus' ``Histogram.observe`` takes a lock and walks the
+    buckets), turned into a Prometheus histogram when /metrics is scraped. Label values bounded
+    as ``LabelledCounters``'."""
+
+    def __init__(
+        self, name: str, documentation: str, label: str | None, buckets: tuple[float, ...] = TIME_BUCKETS
+    ) -> None:
+        self.name, self.documentation, self.label, self.buckets = name, documentation, label, buckets
+        self.values: dict[str, tuple[list[int], list[float]]] = {}  # label -> (counts, [sum])
+
+    def observe(self, value: float, label: str = "") -> None:
+        entry = self.values.get(label)
+        if entry is None:
+            if len(self.values) >= MAX_LABELS:
+                label = OTHER
+            entry = self.values.setdefault(label, ([0] * (len(self.buckets) + 1), [0.0]))
+        entry[0][bisect_left(self.buckets, value)] += 1  # le is inclusive; the last is +Inf
+        entry[1][0] += value
+
+    def family(self) -> HistogramMetricFamily:
+        labels = [self.label] if self.label else []
+        family = HistogramMetricFamily(self.name, self.documentation, labels=labels)
+        for label, (counts, total) in self.values.items():
+            cumulative, running = [], 0
+            for le, n in zip((*self.buckets, float("inf")), counts, strict=True):
+                running += n
+                cumulative.append((floatToGoString(le), running))
+            family.add_metric([label] if self.label else [], cumulative, total[0])
+        return family
+
+
 class HubMetrics:
     def __init__(self) -> None:
-        self._children: dict[tuple[int, str], Any] = {}
-        self._labels: dict[int, set[str]] = {}
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.submitted = LabelledCounters("empq_jobs_submitted", "Jobs submitted to this hub", "job_type")
         self.completed = LabelledCounters("empq_jobs_completed", "Jobs completed via this hub", "job_type")
@@ -92,32 +125,31 @@ class HubMetrics:
             self.errors,
             self.webhook_deliveries,
         )
-        r.register(_Families(counters))
-        self.claim_latency = Histogram(
+        self.claim_latency = LabelledHistograms(
             "empq_claim_latency_seconds",
             "Time this hub took to serve a claim_job (the atomic Redis claim), whatever it returned",
-            buckets=TIME_BUCKETS,
-            registry=r,
+            None,
         )
-        self.processing_time = Histogram(
-            "empq_processing_time_seconds",
-            "Processing time reported by workers on completion",
-            ["job_type"],
-            buckets=TIME_BUCKETS,
-            registry=r,
+        self.processing_time = LabelledHistograms(
+            "empq_processing_time_seconds", "Processing time reported by workers on completion", "job_type"
         )
-        self.webhook_latency = Histogram(
+        self.webhook_latency = LabelledHistograms(
             "empq_webhook_latency_seconds",
             "From a job event to its webhook's 2xx, retries included (deliveries made by this hub)",
-            buckets=TIME_BUCKETS,
-            registry=r,
+            None,
         )
-        self.webhook_attempt_time = Histogram(
+        self.webhook_attempt_time = LabelledHistograms(
             "empq_webhook_attempt_seconds",
             "One webhook attempt: resolve, connect, send, response status",
-            buckets=TIME_BUCKETS,
-            registry=r,
+            None,
         )
+        histograms = (
+            self.claim_latency,
+            self.processing_time,
+            self.webhook_latency,
+            self.webhook_attempt_time,
+        )
+        r.register(_Families((*counters, *histograms)))
         self.connections = Gauge(
             "empq_connections", "Open connections of this hub, by role", ["role"], registry=r
         )
@@ -128,22 +160,6 @@ class HubMetrics:
         self.jobs = Gauge("empq_jobs", "Jobs by status (all hubs)", ["status"], registry=r)
 
     # hooks the core calls ---------------------------------------------------------------
-    def _child(self, metric: Any, label: str) -> Any:
-        """``metric.labels(label)``, kept: ``.labels()`` validates its arguments on every call.
-        At most ``MAX_LABELS`` values per metric (then "other")."""
-        key = (id(metric), label)
-        child = self._children.get(key)
-        if child is None:
-            seen = self._labels.setdefault(id(metric), set())
-            if len(seen) >= MAX_LABELS:
-                key, label = (id(metric), OTHER), OTHER
-                child = self._children.get(key)
-                if child is not None:
-                    return child
-            seen.add(label)
-            child = self._children[key] = metric.labels(label)
-        return child
-
     def job_submitted(self, job_type: str) -> None:
         self.submitted.inc(job_type)
 
@@ -153,7 +169,7 @@ class HubMetrics:
     def job_completed(self, job_type: str, processing_time: float | None) -> None:
         self.completed.inc(job_type)
         if processing_time is not None:
-            self._child(self.processing_time, job_type).observe(max(0.0, processing_time))
+            self.processing_time.observe(max(0.0, processing_time), job_type)
 
     def job_failed(self, job_type: str, retry: bool) -> None:
         (self.retried if retry else self.failed).inc(job_type)
@@ -199,9 +215,9 @@ class HubMetrics:
 
 
 class _Families:
-    """A registry collector: the plain counters as Prometheus counter families, at scrape time."""
+    """A registry collector: the plain counters and histograms as Prometheus families, at scrape time."""
 
-    def __init__(self, counters: tuple[LabelledCounters, ...]) -> None:
+    def __init__(self, counters: tuple[LabelledCounters | LabelledHistograms, ...]) -> None:
         self.counters = counters
 
     def collect(self) -> Any:

@@ -158,3 +158,36 @@ async def test_a_fan_out_is_counted_once_per_recipient_and_an_http_requests_copy
     outbox.send_many(["a", "http-1"], data)
     assert sink == [data] and len(inner.frames["a"]) == 2 and "http-1" not in inner.frames
     assert metrics.messages_out.values["job_update"] == 4  # the diverted copy is not a frame out
+
+
+async def test_plain_histograms_export_what_prometheus_histograms_do():
+    """The hot path's histograms are plain bucket counts, exported at scrape time with
+    Prometheus' meaning: a bucket counts the values up to and including its bound, cumulatively;
+    at most MAX_LABELS label values, then "other"."""
+    from empq.hub.metrics import MAX_LABELS, LabelledHistograms
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    plain = LabelledHistograms("plain_seconds", "d", "job_type")
+    registry = CollectorRegistry()
+    reference = Histogram("plain_seconds", "d", ["job_type"], buckets=plain.buckets, registry=registry)
+    for value in (0.0, 0.005, 0.0051, 1.0, 2.5, 3.0, 3600.0, 4000.0):
+        plain.observe(value, "img")
+        reference.labels("img").observe(value)
+
+    def samples(families):
+        return sorted(
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for f in families
+            for s in f.samples
+            if not s.name.endswith("_created")
+        )
+
+    assert samples([plain.family()]) == samples(
+        text_string_to_metric_families(generate_latest(registry).decode())
+    )
+    for n in range(MAX_LABELS + 5):
+        plain.observe(1.0, f"type-{n}")
+    assert len(plain.values) == MAX_LABELS + 1  # "img" and 199 others, then "other"
+    counts, _ = plain.values["other"]
+    assert sum(counts) == 6
