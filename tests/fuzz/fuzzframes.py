@@ -383,9 +383,14 @@ class Driver:
         goodbye = isinstance(frame, dict) and frame.get("type") == "disconnect"
         limit = UNREGISTERED_FRAME if role == "new" else MAX_FRAME
         if len(data) > limit:  # D1, D19: refused with 1009, and only this connection
-            await peer.ws.send(data if shot.binary else data.decode())
+            try:
+                await peer.ws.send(data if shot.binary else data.decode())
+            except (ConnectionResetError, ConnectionClosed):
+                # a loaded machine: the hub's 1009 (and picows' reset after it) came while the
+                # rest of the 10 MB frame was still being written
+                pass
             code = await peer.closed()
-            if code == 1006 and self.reset_after_1009_ok and len(data) > MAX_FRAME:
+            if code in (1006, None) and self.reset_after_1009_ok and len(data) > MAX_FRAME:
                 self.closes["1009-or-reset"] += 1
                 await self._replace(role)
                 return []
