@@ -229,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ai-jobs", type=int, default=25, help="jobs per job window (default 25)")
     p.add_argument("--ai-steps", type=int, default=20, help="progress updates per job (default 20)")
     p.add_argument(
-        "--ai-window", type=float, default=40.0, help="seconds every counted window lasts (default 40)"
+        "--ai-window",
+        type=float,
+        default=40.0,
+        help="seconds every counted window lasts (default 40; a multiple of the 20 s keep-alive pings)",
     )
     p.add_argument("--keep", type=Path, help="keep the callgrind files here (for callgrind_annotate)")
     p.add_argument("--json", type=Path, dest="json_out")
