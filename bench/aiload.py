@@ -38,6 +38,7 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,18 +220,25 @@ async def run_rate(
     }
 
 
-async def run_aiload(
-    url: str,
-    cfg: AiConfig,
-    label: str,
-    hub_pid: int | None = None,
-    redis_pid: int | None = None,
-    hooks: Any = None,
-) -> dict[str, Any]:
-    """Connect the workers, monitors and clients to ``url``; run every rate; the figures.
+@dataclass
+class Peers:
+    """The connected workers (in driver processes), monitors and clients of one run."""
 
-    ``hooks`` (bench.instructions): ``warmup_s`` of jobs at the first rate are run first, then
-    ``hooks.ready()``; ``hooks.rounds_done()`` after the rates, before the baseline run."""
+    clients: list[ClientConn]
+    monitors: list[MonitorConn]
+    stats: Counter[str]  # monitor_frames
+    driver_pids: list[int]
+    tag: str
+    connect_s: float = 0.0
+    worker_stats: dict[str, int] = field(default_factory=dict)  # filled when the drivers stop
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str, cfg: AiConfig) -> AsyncIterator[Peers]:
+    """``cfg.workers`` workers (split over ``cfg.driver_procs`` processes), ``cfg.monitors``
+    monitors subscribed to every job's notifications and ``cfg.clients`` job clients, connected
+    and registered to ``url``; at exit the drivers stop (their counts in ``worker_stats``) and
+    every connection closes."""
     cfg.check()
     tag = f"ai{os.getpid() % 10000}-{int(time.time()) % 100000}"
     ctx = multiprocessing.get_context("spawn")
@@ -243,10 +251,8 @@ async def run_aiload(
         p.start()
         procs.append(p)
         pipes.append(parent)
-    stats: Counter[str] = Counter()
-    monitors: list[MonitorConn] = []
-    clients: list[ClientConn] = []
-    result: dict[str, Any] = {"label": label, "url": url, "config": asdict(cfg), "rounds": []}
+    peers = Peers([], [], Counter(), [p.pid for p in procs if p.pid is not None], tag)
+    stats, monitors, clients = peers.stats, peers.monitors, peers.clients
     try:
         t_connect = time.perf_counter()
         for pipe in pipes:
@@ -271,24 +277,51 @@ async def run_aiload(
             t.send(TEXT, register)
             await asyncio.wait_for(c.registered, 30)
             clients.append(c)
-        result["connect_s"] = round(time.perf_counter() - t_connect, 2)
+        peers.connect_s = round(time.perf_counter() - t_connect, 2)
+        yield peers
+    finally:
+        for pipe in pipes:
+            with contextlib.suppress(Exception):
+                pipe.send("stop")
+        worker_stats: Counter[str] = Counter()
+        for pipe in pipes:
+            with contextlib.suppress(Exception):
+                reply = await asyncio.to_thread(_recv, pipe, 30)
+                worker_stats.update(reply.get("stats", {}))
+        peers.worker_stats = dict(worker_stats)
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+        for conn in [*monitors, *clients]:
+            t = getattr(conn, "t", None)
+            if t is not None:
+                t.disconnect()
+
+
+async def run_aiload(
+    url: str,
+    cfg: AiConfig,
+    label: str,
+    hub_pid: int | None = None,
+    redis_pid: int | None = None,
+) -> dict[str, Any]:
+    """Connect the workers, monitors and clients to ``url``; run every rate; the figures."""
+    cfg.check()
+    result: dict[str, Any] = {"label": label, "url": url, "config": asdict(cfg), "rounds": []}
+    async with connected(url, cfg) as peers:
+        clients, stats = peers.clients, peers.stats
+        result["connect_s"] = peers.connect_s
         await asyncio.sleep(1.0)  # the workers' first claims are answered
         pids: dict[str, Any] = {"hub": hub_pid, "redis": redis_pid}
-        pids.update({f"driver-{k}": p.pid for k, p in enumerate(procs)})
+        pids.update({f"driver-{k}": pid for k, pid in enumerate(peers.driver_pids)})
         rng = random.Random(cfg.seed)
-        if hooks is not None:
-            warm = AiConfig(**{**asdict(cfg), "seconds": hooks.warmup_s})
-            await run_rate(clients, cfg.rates[0], cfg.steps, warm, rng, {})
-            stats["monitor_frames"] = 0
-            await asyncio.to_thread(hooks.ready)
         for rate in cfg.rates:
             row = await run_rate(clients, rate, cfg.steps, cfg, rng, pids)
             row["monitor_frames"] = stats["monitor_frames"]
             stats["monitor_frames"] = 0
             print(round_line(label, row), flush=True)
             result["rounds"].append(row)
-        if hooks is not None:
-            await asyncio.to_thread(hooks.rounds_done)
         if cfg.baseline_rate and cfg.steps:
             row = await run_rate(clients, cfg.baseline_rate, 0, cfg, rng, pids)
             row["monitor_frames"] = stats["monitor_frames"]
@@ -301,24 +334,7 @@ async def run_aiload(
                 )
         ok = [r["rate"] for r in result["rounds"] if r["sustained"]]
         result["max_sustained_rate"] = max(ok) if ok else 0
-    finally:
-        for pipe in pipes:
-            with contextlib.suppress(Exception):
-                pipe.send("stop")
-        worker_stats: Counter[str] = Counter()
-        for pipe in pipes:
-            with contextlib.suppress(Exception):
-                reply = await asyncio.to_thread(_recv, pipe, 30)
-                worker_stats.update(reply.get("stats", {}))
-        result["worker_stats"] = dict(worker_stats)
-        for p in procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-        for conn in [*monitors, *clients]:
-            t = getattr(conn, "t", None)
-            if t is not None:
-                t.disconnect()
+    result["worker_stats"] = peers.worker_stats
     return result
 
 

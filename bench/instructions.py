@@ -2,6 +2,8 @@
 
     python -m bench.instructions [--jobs 200] [--warmup 40] [--progress-steps 1] [--only empq,null]
         [--transport websockets,picows] [--json out.json]
+    python -m bench.instructions --aiload [--ai-workers 50] [--ai-rate 1] [--ai-jobs 25]
+        [--ai-window 40] ...   # the AI workload: per job and per progress update (bench/instructions_ai.py)
 
 Wall-clock and CPU-time figures swing ±20 % here (two cores shared with everything else);
 instruction counts do not: the same code on the same inputs executes the same instructions,
@@ -56,12 +58,18 @@ def redis_binary() -> str:
 class Counted:
     """A process under callgrind, counting only between ``start()`` and ``dump()``."""
 
-    def __init__(self, name: str, argv: list[str], out: Path) -> None:
+    def __init__(self, name: str, argv: list[str], out: Path, env: dict[str, str] | None = None) -> None:
         self.name, self.out = name, out
         self.log = open(out / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.zeroed_at = self.dumped_at = 0.0  # time.monotonic() of the latest -z and -d
         # timers every second, not every 200 ms: under valgrind a run lasts long, and the
         # timers' fixed cost per tick would otherwise be counted as cost per job
-        env = {**os.environ, "EMPQ_SWEEP_INTERVAL_MS": "1000", "EMPQ_STATUS_INTERVAL_MS": "60000"}
+        env = {
+            **os.environ,
+            "EMPQ_SWEEP_INTERVAL_MS": "1000",
+            "EMPQ_STATUS_INTERVAL_MS": "60000",
+            **(env or {}),
+        }
         self.proc = subprocess.Popen(
             [
                 "valgrind",
@@ -86,11 +94,18 @@ class Counted:
 
     def start(self) -> None:
         self.control("-i", "on")
+        self.zero()
+
+    def zero(self) -> None:
+        t0 = time.monotonic()
         self.control("-z")
+        self.zeroed_at = (t0 + time.monotonic()) / 2
 
     def dump(self) -> int:
         before = set(self.out.glob(f"{self.name}.{self.proc.pid}.out.*"))
+        t0 = time.monotonic()
         self.control("-d")
+        self.dumped_at = (t0 + time.monotonic()) / 2
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             for path in set(self.out.glob(f"{self.name}.{self.proc.pid}.out.*")) - before:
@@ -124,54 +139,8 @@ def wait_listening(port: int, procs: list[Counted], timeout: float = START_TIMEO
     raise RuntimeError(f"nothing listening on {port} after {timeout:.0f} s")
 
 
-class AiHooks:
-    """bench.aiload's hooks: count from after the warm-up to the end of the rates (``main``),
-    then the baseline run without progress updates (``base``)."""
-
-    def __init__(self, procs: list[Counted], warmup_s: float) -> None:
-        self.procs, self.warmup_s = procs, warmup_s
-        self.main: dict[str, int] = {}
-
-    def ready(self) -> None:
-        for p in self.procs:
-            p.start()
-
-    def rounds_done(self) -> None:
-        self.main = {p.name: p.dump() for p in self.procs}
-        for p in self.procs:
-            p.control("-z")
-
-
-def measure_aiload(kind: str, ai: Any, out: Path, transport: str = "websockets") -> dict[str, Any]:
-    """Instructions per job of the AI workload (bench.aiload) and per progress update."""
-    from bench.aiload import run_aiload
-
-    label = f"empq/{transport}" if kind == "empq" else kind
-    with counted_hub(kind, out, transport) as (url, procs):
-        hooks = AiHooks(procs, warmup_s=5.0)
-        result = asyncio.run(run_aiload(url, ai, label, hooks=hooks))
-        base = {p.name: p.dump() for p in procs}
-    done = sum(r["completed"] for r in result["rounds"])
-    base_done = result.get("baseline", {}).get("completed", 0)
-    per_job = {name: round(n / done) for name, n in hooks.main.items()} if done else {}
-    base_per_job = {name: round(n / base_done) for name, n in base.items()} if base_done else {}
-    per_update = {
-        name: round((per_job[name] - base_per_job[name]) / ai.steps)
-        for name in per_job
-        if name in base_per_job and ai.steps
-    }
-    return {
-        "kind": label,
-        "completed": done,
-        "per_job": per_job,
-        "baseline_per_job": base_per_job,
-        "per_update": per_update,
-        "run": result,
-    }
-
-
 @contextlib.contextmanager
-def counted_hub(kind: str, out: Path, transport: str) -> Any:
+def counted_hub(kind: str, out: Path, transport: str, env: dict[str, str] | None = None) -> Any:
     """The processes of ``kind`` under callgrind (not counting yet); yields (url, processes)."""
     port = free_port()
     procs: list[Counted] = []
@@ -183,6 +152,7 @@ def counted_hub(kind: str, out: Path, transport: str) -> Any:
                 [redis_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no"],
                 out,
+                env,
             )  # fmt: skip
             procs.append(redis)
             wait_listening(redis_port, procs)
@@ -190,11 +160,11 @@ def counted_hub(kind: str, out: Path, transport: str) -> Any:
                 "hub", "--redis-url", f"redis://127.0.0.1:{redis_port}/0", "--ws-port", str(port),
                 "--http-port", "-1", "--log-level", "warning", "--transport", transport,
             )  # fmt: skip
-            procs.append(Counted("hub", [shutil.which(hub_argv[0]) or hub_argv[0], *hub_argv[1:]], out))
+            procs.append(Counted("hub", [shutil.which(hub_argv[0]) or hub_argv[0], *hub_argv[1:]], out, env))
         else:
             seconds = str(MEASURE_TIMEOUT)
             argv = module_command("bench.null_hub", "--port", str(port), "--max-seconds", seconds)
-            procs.append(Counted("null", argv, out))
+            procs.append(Counted("null", argv, out, env))
         wait_listening(port, procs)
         yield f"ws://127.0.0.1:{port}", procs
     finally:
@@ -234,31 +204,6 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def ai_config(args: argparse.Namespace) -> Any:
-    """A small, steady AI workload: under callgrind a hub runs ~50x slower, so few jobs a second;
-    no idle claim timer nor heartbeats (their cost follows the clock, not the jobs)."""
-    from bench.aiload_workers import AiConfig
-
-    return AiConfig(
-        workers=args.ai_workers, monitors=4, clients=2, steps=20, min_s=1.0, max_s=3.0, rates=[4.0],
-        seconds=25.0, baseline_rate=4.0, driver_procs=2, p99_ms=1e9, idle_claim_s=0.0, heartbeats=False,
-    )  # fmt: skip
-
-
-def ai_table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'':20}{'jobs':>6}   instructions per job (by process); per progress update"]
-    for r in rows:
-        parts = " + ".join(f"{n:,} {name}" for name, n in r["per_job"].items())
-        update = " + ".join(f"{n:,} {name}" for name, n in r["per_update"].items())
-        base = " + ".join(f"{n:,} {name}" for name, n in r["baseline_per_job"].items())
-        lines.append(f"{r['kind']:20}{r['completed']:>6}   {parts}; per update {update} (no updates: {base})")
-    null = next((r["per_job"].get("null") for r in rows if r["per_job"].get("null")), None)
-    for r in rows:
-        if r["per_job"].get("hub") and null:
-            lines.append(f"{r['kind']} hub ÷ null hub: {r['per_job']['hub'] / null:.2f}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=200, help="jobs counted (default 200)")
@@ -274,10 +219,21 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument(
         "--aiload", action="store_true",
-        help="the AI workload instead (bench.aiload, small: --ai-workers workers, 4 monitors, "
-        "jobs of 1-3 s with 20 updates at 4 jobs/s for 25 s, then as many without updates)",
+        help="the AI workload instead (bench.aiload's shape, small; see bench/instructions_ai.py): "
+        "instructions per job with --ai-steps updates and per update, idle windows subtracted",
     )  # fmt: skip
-    p.add_argument("--ai-workers", type=int, default=200)
+    p.add_argument("--ai-workers", type=int, default=50, help="connected workers (default 50)")
+    p.add_argument("--ai-monitors", type=int, default=4, help="monitors on every job's events (default 4)")
+    p.add_argument("--ai-clients", type=int, default=2, help="job clients (default 2)")
+    p.add_argument("--ai-rate", type=float, default=1.0, help="jobs/s in a job window (default 1)")
+    p.add_argument("--ai-jobs", type=int, default=25, help="jobs per job window (default 25)")
+    p.add_argument("--ai-steps", type=int, default=20, help="progress updates per job (default 20)")
+    p.add_argument(
+        "--ai-window",
+        type=float,
+        default=40.0,
+        help="seconds every counted window lasts (default 40; a multiple of the 20 s keep-alive pings)",
+    )
     p.add_argument("--keep", type=Path, help="keep the callgrind files here (for callgrind_annotate)")
     p.add_argument("--json", type=Path, dest="json_out")
     args = p.parse_args(argv)
@@ -293,6 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         seconds=MEASURE_TIMEOUT,
     )
     cfg.check()
+    shape = None
+    if args.aiload:
+        from bench.instructions_ai import AiShape, ai_table, measure_aiload
+
+        shape = AiShape(
+            workers=args.ai_workers, monitors=args.ai_monitors, clients=args.ai_clients, steps=args.ai_steps,
+            rate=args.ai_rate, jobs=args.ai_jobs, window_s=args.ai_window,
+        )  # fmt: skip
+        shape.check()
     rows = []
     with tempfile.TemporaryDirectory(prefix="empq-callgrind-") as tmp:
         out = args.keep or Path(tmp)
@@ -300,19 +265,16 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.only.split(","):
             for transport in args.transport.split(",") if kind.strip() == "empq" else ["-"]:
                 print(f"… {kind} {transport} under callgrind", flush=True)
-                if args.aiload:
-                    rows.append(measure_aiload(kind.strip(), ai_config(args), out, transport.strip()))
+                if shape is not None:
+                    rows.append(measure_aiload(kind.strip(), shape, out, transport.strip()))
                 else:
                     rows.append(measure(kind.strip(), cfg, args.warmup, out, transport.strip()))
-    if args.aiload:
-        print(
-            f"AI workload: {args.ai_workers} workers, 4 monitors, 2 clients, 20 updates per job, "
-            "4 jobs/s for 25 s (after a 5 s warm-up), then 4 jobs/s without updates for 25 s"
-        )
+    if shape is not None:
+        print(f"AI workload, instructions by process: {shape.describe()}")
         print(ai_table(rows))
         if args.json_out:
             args.json_out.write_text(json.dumps(rows, indent=2, default=str))
-        return 0
+        return 1 if any("refused" in r for r in rows) else 0
     print(
         f"{args.jobs} jobs counted after {args.warmup} ({args.workers} workers, {args.clients} clients, "
         f"{args.in_flight} in flight, {args.progress_steps} progress update(s) per job)"
