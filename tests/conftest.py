@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -8,6 +9,11 @@ from pathlib import Path
 # its generated model and compared with what the model writes, in this process and in every hub
 # the tests start (they inherit the environment): a wrong field fails the test that sent it.
 os.environ.setdefault("EMPQ_CHECK_FRAMES", "1")
+
+# Started in the background by a non-interactive shell (`tox &`), pytest ignores Ctrl-C, and so
+# would every command it starts: the CLI tests that end `empq watch` with Ctrl-C would wait forever.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest
 
