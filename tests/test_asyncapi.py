@@ -106,5 +106,5 @@ def test_decisions_are_the_spec_description(doc, repo):
     readme = (repo / "spec" / "README.md").read_text()
     block = readme.split("<!-- asyncapi:start -->")[1].split("<!-- asyncapi:end -->")[0].strip()
     assert doc["info"]["description"].strip() == block
-    for n in range(1, 18):
+    for n in range(1, 23):
         assert f"**D{n} " in block
