@@ -196,7 +196,7 @@ async def run_rate(
     completed = sum(c.round.completed for c in clients)
     latency = [n / 1e9 for c in clients for n in c.round.latency_ns]
     assigned = [a for c in clients for a in c.round.assigned]
-    cpu_s = {k: (cpu1[k] - v) for k, v in cpu0.items() if v is not None and cpu1.get(k) is not None}
+    cpu_s = {k: end - v for k, v in cpu0.items() if v is not None and (end := cpu1.get(k)) is not None}
     cpu_s["driver"] = own + sum(v for k, v in cpu_s.items() if k.startswith("driver-"))
     shown = {k: v for k, v in cpu_s.items() if not k.startswith("driver-")}
     per_job = {k: round(v / completed * 1e6) for k, v in shown.items()} if completed else {}
@@ -294,9 +294,9 @@ async def connected(url: str, cfg: AiConfig) -> AsyncIterator[Peers]:
             if p.is_alive():
                 p.kill()
         for conn in [*monitors, *clients]:
-            t = getattr(conn, "t", None)
-            if t is not None:
-                t.disconnect()
+            link = getattr(conn, "t", None)
+            if link is not None:
+                link.disconnect()
 
 
 async def run_aiload(
