@@ -58,6 +58,7 @@ class HubConfig:
     max_unregistered_connections: int = 1000  # more connections not yet registered are refused (1013)
     max_outbound_buffer: int = 8 * 1024 * 1024  # bytes queued to a peer that does not read: then dropped
     max_worker_info_bytes: int = 64 * 1024  # capabilities, system_info, connector_status (each, as JSON)
+    auth_failures_per_minute: int = 60  # failed authentications per address a minute; then refused (0 = off)
     submit_rate: float = 0.0  # submissions per second per client identity and hub (0 = no limit)
     submit_burst: int = 0  # submissions allowed at once above the rate (0 = max(1, 2 x submit_rate))
     max_queued_jobs: int = 0  # submissions refused (RATE_LIMITED) while this many jobs wait (0 = no bound)
@@ -189,6 +190,8 @@ HELP: dict[str, str] = {
     "max_unregistered_connections": "connections not yet registered; more are refused (1013)",
     "max_outbound_buffer": "bytes a peer may leave unread before it is disconnected",
     "max_worker_info_bytes": "largest worker capabilities, telemetry or relayed message (JSON bytes)",
+    "auth_failures_per_minute": "failed authentications from one address in a minute; then it is refused "
+    "(RATE_LIMITED) until the oldest is a minute old; 0 = no limit",
     "submit_rate": "submissions per second per client identity and hub; 0 = no limit",
     "submit_burst": "submissions at once above the rate; 0 = twice the rate",
     "max_queued_jobs": "refuse submissions while this many jobs wait; 0 = no bound",

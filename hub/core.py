@@ -32,6 +32,7 @@ from empq.generated.messages.connection_established import ConnectionEstablished
 from empq.generated.messages.stats_update import StatsUpdate
 from empq.hub.access import SubmissionLimiter
 from empq.hub.auth import Authenticator
+from empq.hub.auth_throttle import FailedAuthThrottle
 from empq.hub.chunks import ChunkStreams
 from empq.hub.commands import COMMANDS, PIPELINABLE, Request
 from empq.hub.config import HubConfig
@@ -78,6 +79,7 @@ class HubCore:
         self.sessions: dict[str, Session] = {}
         self.unregistered: set[str] = set()  # connections that have not registered yet
         self.auth = Authenticator.from_config(config)
+        self.auth_throttle = FailedAuthThrottle(config.auth_failures_per_minute)  # D19
         self.metrics = HubMetrics()  # /metrics: the job manager and the outbox report to it
         self.limiter = SubmissionLimiter(config.submit_rate, config.submit_burst)
         self.mean_processing_time: float | None = None

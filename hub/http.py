@@ -86,6 +86,13 @@ class ApiError(Exception):
         return STATUS.get(str(self.message.get("error_code")), 400)
 
 
+def _address(request: Request) -> str:
+    """The peer's ``host:port``, as the WebSocket layers write it (failed authentications are
+    counted per host, D19)."""
+    client = request.client
+    return f"{client.host}:{client.port}" if client else ""
+
+
 def _invalid(text: str, field: str, value: Any) -> ApiError:
     if isinstance(value, int) and abs(value) >= 2**63:
         value = str(value)  # beyond 64 bits JSON encoders (orjson) refuse the number: shown as text
@@ -192,7 +199,7 @@ class HttpApi:
             role = grant.role
         conn_id = f"http-{core.hub_id}-{next(self._ids)}"
         self.outbox.divert[conn_id] = []
-        core.connect(conn_id, token)
+        core.connect(conn_id, token, _address(request))
         try:
             fields: dict[str, Any] = {
                 "client_type": role,
@@ -252,9 +259,16 @@ class HttpApi:
         ``metrics_public`` is set (D19)."""
         core = self.core
         if not core.auth.open and not core.config.metrics_public:
+            address = _address(request)
+            wait_s = core.auth_throttle.retry_after(address)
+            if wait_s:  # D19: too many failed authentications from this address of late
+                details = {"reason": "auth_failures", "retry_after_ms": round(wait_s * 1000)}
+                text = f"too many failed authentications from this address: retry in {wait_s:.0f} s"
+                raise ApiError(protocol.to_dict(error("RATE_LIMITED", text, None, details)))
             token = handshake_token(str(request.url), request.headers.get("authorization"))
             grant = core.auth.tokens.get(token or "")
             if grant is None:
+                core.auth_throttle.failed(address)
                 raise ApiError(protocol.to_dict(error("AUTH_FAILED", "/metrics needs a monitor token")))
             if grant.role != "monitor" or "view_system_stats" not in grant.permissions or grant.customer_id:
                 raise ApiError(
@@ -370,7 +384,11 @@ class HttpApi:
 
     # errors -------------------------------------------------------------------------------
     async def _api_error(self, request: Request, exc: ApiError) -> Response:
-        return _json(exc.message, exc.status)
+        response = _json(exc.message, exc.status)
+        retry_ms = (exc.message.get("details") or {}).get("retry_after_ms")
+        if exc.status == 429 and isinstance(retry_ms, int):
+            response.headers["Retry-After"] = str(max(1, -(-retry_ms // 1000)))
+        return response
 
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
         # an error_code of the protocol's list (ErrorCode): a missing route is a bad request path

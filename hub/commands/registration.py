@@ -23,10 +23,26 @@ log = logging.getLogger("empq.hub")
 
 def authenticate(req: Request[RegisterClient] | Request[RegisterWorker], role: str) -> Grant | None:
     """D4: the grant for this registration, or None after refusing it (AUTH_FAILED, then close)."""
-    msg, session = req.message, req.session
+    msg, session, hub = req.message, req.session, req.hub
+    wait_s = 0.0 if hub.auth.open else hub.auth_throttle.retry_after(session.address)
+    if wait_s:  # D19: too many failures from this address of late; its token is not even checked
+        req.refuse(
+            "RATE_LIMITED",
+            f"too many failed authentications from this address: retry in {wait_s:.0f} s",
+            {"reason": "auth_failures", "retry_after_ms": round(wait_s * 1000)},
+        )
+        hub.outbox.close(session.conn_id, 1008, "too many failed authentications")
+        return None
     presented = msg.auth_token or session.handshake_token
-    grant = req.hub.auth.check(role, presented)
+    grant = hub.auth.check(role, presented)
     if grant is None:
+        if hub.auth_throttle.failed(session.address):
+            log.warning(
+                "%s failed authentication %d times in a minute: refused for a minute",
+                session.address or "?",
+                hub.config.auth_failures_per_minute,
+                extra={"event": "auth_throttled", "address": session.address},
+            )
         who = (
             {"worker_id": msg.worker_id} if isinstance(msg, RegisterWorker) else {"client_id": msg.client_id}
         )

@@ -5,6 +5,7 @@ presentations need the transport: real sockets on a real redis-server."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -173,3 +174,57 @@ def test_an_auth_file_binds_customers_and_only_names_known_roles_and_permissions
         path.write_text(json.dumps({"tokens": [entry]}))
         with pytest.raises(ValueError, match=what):
             Authenticator.from_config(HubConfig(auth_file=str(path)))
+
+
+async def test_failed_authentications_hold_an_address_back_on_every_path(start_hub):
+    """D19: after ``auth_failures_per_minute`` failures from one address (WebSocket registrations,
+    the HTTP API and /metrics count together), its next attempts are refused with RATE_LIMITED —
+    even with a good token, which is not checked then — until the oldest failure is a minute old."""
+    import httpx
+
+    hub = await start_hub(client_tokens="ct", monitor_tokens="mt", auth_failures_per_minute=3)
+    base = f"http://127.0.0.1:{hub.http.port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as api:
+        _, first = await register_with(hub, "job_client", "field", "guess-1")
+        assert first["error_code"] == "AUTH_FAILED"
+        denied = await api.get("/api/jobs", headers={"Authorization": "Bearer guess-2"})
+        assert denied.status_code == 401
+        denied = await api.get("/metrics", headers={"Authorization": "Bearer guess-3"})
+        assert denied.status_code == 401
+        # the fourth attempt: refused before its (good) token is looked at, on every path
+        peer, held = await register_with(hub, "job_client", "field", "ct")
+        assert held["error_code"] == "RATE_LIMITED", held
+        assert (
+            held["details"]["reason"] == "auth_failures" and 0 < held["details"]["retry_after_ms"] <= 60_000
+        )
+        assert await peer.closed(timeout=2) == 1008
+        for path in ("/api/jobs", "/metrics"):
+            refused = await api.get(path, headers={"Authorization": "Bearer mt"})
+            assert refused.status_code == 429, (path, refused.text)
+            assert 1 <= int(refused.headers["Retry-After"]) <= 60
+            assert refused.json()["error_code"] == "RATE_LIMITED"
+    # a minute later the address may try again (the throttle's clock moved on instead of waiting)
+    throttle = hub.core.auth_throttle
+    throttle.clock = lambda: time.monotonic() + 61
+    _, again = await register_with(hub, "job_client", "field", "ct")
+    assert again["type"] == "client_registered"
+
+
+def test_the_throttle_counts_per_host_within_its_window_and_forgets_the_oldest_addresses():
+    from empq.hub.auth_throttle import FailedAuthThrottle, host_of
+
+    now = [0.0]
+    throttle = FailedAuthThrottle(3, 60.0, max_addresses=2, clock=lambda: now[0])
+    assert [throttle.failed("10.0.0.1:5000") for _ in range(3)] == [False, False, True]
+    assert throttle.retry_after("10.0.0.1:6000") == 60.0  # the host, whatever its port
+    assert throttle.retry_after("10.0.0.2:5000") == 0.0
+    now[0] = 45.0
+    assert throttle.retry_after("10.0.0.1:1") == 15.0
+    now[0] = 60.5  # the oldest failure is a minute old: free again; one more does not hold it
+    assert throttle.retry_after("10.0.0.1:1") == 0.0
+    assert throttle.failed("10.0.0.1:1") is False and throttle.retry_after("10.0.0.1:1") == 0.0
+    throttle.failed("10.0.0.2:1")
+    throttle.failed("10.0.0.3:1")  # a third address: the least recently failing one is forgotten
+    assert set(throttle.failures) == {"10.0.0.2", "10.0.0.3"}
+    assert FailedAuthThrottle(0).retry_after("x:1") == 0.0  # 0: off
+    assert (host_of("::1:5555"), host_of("[::1]:80"), host_of("")) == ("::1", "[::1]", "")
