@@ -263,8 +263,8 @@ class HttpApi:
             wait_s = core.auth_throttle.retry_after(address)
             if wait_s:  # D19: too many failed authentications from this address of late
                 details = {"reason": "auth_failures", "retry_after_ms": round(wait_s * 1000)}
-                text = f"too many failed authentications from this address: retry in {wait_s:.0f} s"
-                raise ApiError(protocol.to_dict(error("RATE_LIMITED", text, None, details)))
+                held = f"too many failed authentications from this address: retry in {wait_s:.0f} s"
+                raise ApiError(protocol.to_dict(error("RATE_LIMITED", held, None, details)))
             token = handshake_token(str(request.url), request.headers.get("authorization"))
             grant = core.auth.tokens.get(token or "")
             if grant is None:
