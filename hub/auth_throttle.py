@@ -9,9 +9,12 @@ and ``max_addresses`` addresses (the least recently failing forgotten first).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+
+log = logging.getLogger("empq.hub")
 
 
 def host_of(address: str) -> str:
@@ -43,7 +46,7 @@ class FailedAuthThrottle:
         return wait
 
     def failed(self, address: str) -> bool:
-        """Count a failure; True when it is the one that holds the address back."""
+        """Count a failure; True when it is the one that holds the address back (said in the log)."""
         if self.limit <= 0:
             return False
         host = host_of(address)
@@ -55,4 +58,13 @@ class FailedAuthThrottle:
         now = self.clock()
         times.append(now)
         self.failures[host] = times  # the most recent at the end
-        return len(times) == self.limit and now - times[0] < self.window_s
+        held = len(times) == self.limit and now - times[0] < self.window_s
+        if held:
+            log.warning(
+                "%s failed authentication %d times within %g s: refused until the oldest is that old",
+                host or "?",
+                self.limit,
+                self.window_s,
+                extra={"event": "auth_throttled", "address": host},
+            )
+        return held

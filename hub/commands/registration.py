@@ -36,13 +36,6 @@ def authenticate(req: Request[RegisterClient] | Request[RegisterWorker], role: s
     presented = msg.auth_token or session.handshake_token
     grant = hub.auth.check(role, presented)
     if grant is None:
-        if hub.auth_throttle.failed(session.address):
-            log.warning(
-                "%s failed authentication %d times in a minute: refused for a minute",
-                session.address or "?",
-                hub.config.auth_failures_per_minute,
-                extra={"event": "auth_throttled", "address": session.address},
-            )
         who = (
             {"worker_id": msg.worker_id} if isinstance(msg, RegisterWorker) else {"client_id": msg.client_id}
         )
@@ -55,6 +48,7 @@ def authenticate(req: Request[RegisterClient] | Request[RegisterWorker], role: s
             reason,
             extra={"event": "auth_failed", "role": role, "address": session.address, "reason": reason},
         )
+        hub.auth_throttle.failed(session.address)
         req.refuse("AUTH_FAILED", "Authentication failed", {"reason": reason, **who})
         req.hub.outbox.close(session.conn_id, 1008, "authentication failed")
     return grant

@@ -176,7 +176,7 @@ def test_an_auth_file_binds_customers_and_only_names_known_roles_and_permissions
             Authenticator.from_config(HubConfig(auth_file=str(path)))
 
 
-async def test_failed_authentications_hold_an_address_back_on_every_path(start_hub):
+async def test_failed_authentications_hold_an_address_back_on_every_path(start_hub, caplog):
     """D19: after ``auth_failures_per_minute`` failures from one address (WebSocket registrations,
     the HTTP API and /metrics count together), its next attempts are refused with RATE_LIMITED —
     even with a good token, which is not checked then — until the oldest failure is a minute old."""
@@ -194,6 +194,10 @@ async def test_failed_authentications_hold_an_address_back_on_every_path(start_h
         # the fourth attempt: refused before its (good) token is looked at, on every path
         peer, held = await register_with(hub, "job_client", "field", "ct")
         assert held["error_code"] == "RATE_LIMITED", held
+        said = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "auth_throttled"]
+        assert said == [
+            "127.0.0.1 failed authentication 3 times within 60 s: refused until the oldest is that old"
+        ]
         assert (
             held["details"]["reason"] == "auth_failures" and 0 < held["details"]["retry_after_ms"] <= 60_000
         )
