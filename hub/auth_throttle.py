@@ -13,8 +13,15 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("empq.hub")
+
+
+def refusal(wait_s: float) -> tuple[str, dict[str, Any]]:
+    """The RATE_LIMITED error's text and details for an address held back ``wait_s`` more seconds."""
+    text = f"too many failed authentications from this address: retry in {wait_s:.0f} s"
+    return text, {"reason": "auth_failures", "retry_after_ms": round(wait_s * 1000)}
 
 
 def host_of(address: str) -> str:
@@ -32,7 +39,6 @@ class FailedAuthThrottle:
     ) -> None:
         self.limit, self.window_s, self.max_addresses, self.clock = limit, window_s, max_addresses, clock
         self.failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self.refused = 0  # attempts refused while an address was held back
 
     def retry_after(self, address: str) -> float:
         """Seconds until ``address`` may try again (0: now). Off when ``limit`` is 0."""
@@ -40,10 +46,7 @@ class FailedAuthThrottle:
         if times is None or len(times) < self.limit:
             return 0.0
         wait = times[0] + self.window_s - self.clock()
-        if wait <= 0:
-            return 0.0
-        self.refused += 1
-        return wait
+        return max(0.0, wait)
 
     def failed(self, address: str) -> bool:
         """Count a failure; True when it is the one that holds the address back (said in the log)."""

@@ -29,6 +29,7 @@ import orjson
 import uvicorn
 from empq.hub import actions
 from empq.hub.auth import ALL_PERMISSIONS, handshake_token
+from empq.hub.auth_throttle import refusal
 from empq.hub.browse import BadFilter, Browser, JobFilter, summary
 from empq.hub.core import HubCore, now_ms
 from empq.hub.metrics import MeteredOutbox
@@ -262,8 +263,7 @@ class HttpApi:
             address = _address(request)
             wait_s = core.auth_throttle.retry_after(address)
             if wait_s:  # D19: too many failed authentications from this address of late
-                details = {"reason": "auth_failures", "retry_after_ms": round(wait_s * 1000)}
-                held = f"too many failed authentications from this address: retry in {wait_s:.0f} s"
+                held, details = refusal(wait_s)
                 raise ApiError(protocol.to_dict(error("RATE_LIMITED", held, None, details)))
             token = handshake_token(str(request.url), request.headers.get("authorization"))
             grant = core.auth.tokens.get(token or "")

@@ -11,6 +11,7 @@ from empq.generated.messages.register_client import RegisterClient
 from empq.generated.messages.register_worker import RegisterWorker
 from empq.generated.messages.worker_registered import WorkerRegistered
 from empq.hub.auth import Grant
+from empq.hub.auth_throttle import refusal
 from empq.hub.commands.request import Handler, Request
 from empq.hub.logs import event
 from empq.hub.session import Role
@@ -26,11 +27,7 @@ def authenticate(req: Request[RegisterClient] | Request[RegisterWorker], role: s
     msg, session, hub = req.message, req.session, req.hub
     wait_s = 0.0 if hub.auth.open else hub.auth_throttle.retry_after(session.address)
     if wait_s:  # D19: too many failures from this address of late; its token is not even checked
-        req.refuse(
-            "RATE_LIMITED",
-            f"too many failed authentications from this address: retry in {wait_s:.0f} s",
-            {"reason": "auth_failures", "retry_after_ms": round(wait_s * 1000)},
-        )
+        req.refuse("RATE_LIMITED", *refusal(wait_s))
         hub.outbox.close(session.conn_id, 1008, "too many failed authentications")
         return None
     presented = msg.auth_token or session.handshake_token
