@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import signal
 import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -155,33 +154,6 @@ class WatchView:
         return Group(*parts)
 
 
-def _ctrl_c_ends(done: asyncio.Event) -> None:
-    """The first Ctrl-C ends the watch the way its time limit does (``done``): the loop stops and
-    the client says goodbye, no task is cancelled midway; a second one interrupts at once."""
-    loop = asyncio.get_running_loop()
-
-    def first() -> None:
-        done.set()
-        loop.remove_signal_handler(signal.SIGINT)  # the next Ctrl-C: KeyboardInterrupt
-
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        return  # started to ignore Ctrl-C (a background job of a shell): it still does
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals here
-        loop.add_signal_handler(signal.SIGINT, first)
-
-
-@contextlib.asynccontextmanager
-async def _bounded(client: Any, goodbye_s: float = 5.0) -> Any:
-    """``async with client``, but saying goodbye takes at most ``goodbye_s``: a hub that does not
-    answer the close does not keep ``watch`` from ending."""
-    await client.connect()
-    try:
-        yield client
-    finally:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(client.disconnect(), goodbye_s)
-
-
 async def watch_queue(args: argparse.Namespace, interval: float, settings: dict[str, Any]) -> int:
     from rich.live import Live
 
@@ -216,8 +188,7 @@ async def watch_queue(args: argparse.Namespace, interval: float, settings: dict[
                 out.print(view.events[-1])
 
     client.on_message(on_message)
-    _ctrl_c_ends(done)
-    async with _bounded(client):
+    async with client:
         first = await client.request_stats()
         view.stats = first
         if args.json:
@@ -230,7 +201,7 @@ async def watch_queue(args: argparse.Namespace, interval: float, settings: dict[
         if live_display:
             with Live(view.render(), console=out, refresh_per_second=4, transient=False) as live:
                 end = time.monotonic() + duration if duration else None
-                while not done.is_set() and (end is None or time.monotonic() < end):
+                while end is None or time.monotonic() < end:
                     live.update(view.render())
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(done.wait(), 0.25)
